@@ -1,0 +1,108 @@
+"""The root Typer app, shared options and the one error handler."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from headwater import __version__
+from headwater.cli.console import console, err_console
+from headwater.config import Settings, load_settings
+from headwater.errors import HeadwaterError
+
+EXIT_CODES = """\
+Exit codes: 0 success; 1 unexpected error; 2 bad usage, schema or configuration; 3 bad input data;
+4 storage or integrity failure; 5 warehouse failure. Set HEADWATER_DEBUG=1 for tracebacks.
+"""
+
+app = typer.Typer(
+    name="headwater",
+    help="Local-first data pipelines: generate, move, land, transform, check, load and query data.\n\n"
+    + EXIT_CODES,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class State:
+    """Options every command can read: the project folder and its settings, built once."""
+
+    project: Path | None = None
+    _settings: Settings | None = None
+
+    @classmethod
+    def settings(cls) -> Settings:
+        if cls._settings is None:
+            cls._settings = load_settings(cls.project)
+        return cls._settings
+
+    @classmethod
+    def reset(cls, project: Path | None) -> None:
+        cls.project = project
+        cls._settings = None
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"headwater {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    project: Annotated[
+        Path | None,
+        typer.Option(
+            "--project",
+            "-p",
+            help="Project folder holding headwater.yaml (default: the nearest one above the current folder).",
+            envvar="HEADWATER_PROJECT",
+        ),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    State.reset(project)
+
+
+def _register() -> None:
+    from headwater.cli import project
+
+    project.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    """Console entry point: run the app; a HeadwaterError becomes one red line and its exit code."""
+    try:
+        app(standalone_mode=False)
+    except HeadwaterError as exc:
+        if os.environ.get("HEADWATER_DEBUG"):
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("[red]aborted[/]")
+        sys.exit(130)
+    except Exception as exc:  # the click usage errors, and anything unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+        if os.environ.get("HEADWATER_DEBUG"):
+            raise
+        err_console.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}", highlight=False)
+        err_console.print("run again with HEADWATER_DEBUG=1 for the traceback", style="dim")
+        sys.exit(1)

@@ -1,0 +1,189 @@
+"""Project configuration: ``headwater.yaml`` read into Pydantic models, overridable by ``HEADWATER_*``.
+
+Built once at the entry point (CLI, orchestrator, service) and passed down; the core never reads the
+environment itself. Nested keys use a double underscore: ``HEADWATER_WAREHOUSE__PATH=wh.duckdb``
+overrides ``warehouse.path``. Secrets (passwords, keys) are ``SecretStr`` and never logged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from headwater.errors import ConfigError
+
+PROJECT_FILE = "headwater.yaml"
+ENV_PREFIX = "HEADWATER_"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageSettings(_Model):
+    """Where the zones live: a local folder (relative to the project) or an ``s3://``/``gs://`` URL."""
+
+    root: str = "data"
+    endpoint_url: str | None = None
+    region: str | None = None
+    path_style: bool = False
+    allow_insecure_http: bool = False
+    ca_bundle: str | None = None
+
+
+class DuckDBWarehouseSettings(_Model):
+    kind: Literal["duckdb"] = "duckdb"
+    path: str = "warehouse.duckdb"
+
+
+class PostgresWarehouseSettings(_Model):
+    kind: Literal["postgres"]
+    url: SecretStr = SecretStr("postgresql://127.0.0.1:5432/test")
+    schema_name: str = Field(default="public", alias="schema")
+
+
+WarehouseSettings = Annotated[
+    DuckDBWarehouseSettings | PostgresWarehouseSettings, Field(discriminator="kind")
+]
+
+
+class GenerateSettings(_Model):
+    seed: int = 42
+    workers: int = Field(default=0, ge=0, description="0 = one per core")
+    chunk_rows: int = Field(default=262_144, gt=0)
+
+
+class Settings(_Model):
+    """The whole project configuration."""
+
+    name: str = "headwater-project"
+    project_dir: Path = Path()
+    storage: StorageSettings = StorageSettings()
+    warehouse: WarehouseSettings = DuckDBWarehouseSettings()
+    generate: GenerateSettings = GenerateSettings()
+
+    def resolve(self, path: str | Path) -> Path:
+        """A path from the project file, made absolute relative to the project folder."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.project_dir / p).resolve()
+
+    @property
+    def storage_root(self) -> str:
+        """The zones' root as a URL or an absolute local path."""
+        root = self.storage.root
+        return root if "://" in root else str(self.resolve(root))
+
+
+def _set_nested(target: dict[str, Any], dotted: list[str], value: Any) -> None:
+    for key in dotted[:-1]:
+        node = target.setdefault(key, {})
+        if not isinstance(node, dict):
+            node = {}
+            target[key] = node
+        target = node
+    target[dotted[-1]] = value
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == "HEADWATER_DEBUG":
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
+        if keys:
+            parsed = yaml.safe_load(value) if value.strip() else value
+            _set_nested(out, keys, value if isinstance(parsed, dict | list) else parsed)
+    return out
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def find_project_dir(start: Path | None = None) -> Path | None:
+    """The nearest folder at or above ``start`` that holds a ``headwater.yaml``."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / PROJECT_FILE).is_file():
+            return folder
+    return None
+
+
+def load_settings(project_dir: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read ``headwater.yaml`` from ``project_dir`` (or the nearest one above the working folder),
+    then apply ``HEADWATER_*`` overrides from ``env`` (``os.environ`` when None, at the entry point only).
+    Without a project file the defaults apply, rooted at the working folder."""
+    env = os.environ if env is None else env
+    folder = project_dir.resolve() if project_dir else find_project_dir()
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if folder is not None and (folder / PROJECT_FILE).is_file():
+        source = str(folder / PROJECT_FILE)
+        try:
+            loaded = yaml.safe_load((folder / PROJECT_FILE).read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{source}: expected a mapping at the top level, got {type(loaded).__name__}")
+        data = loaded or {}
+    data = _merge(data, _env_overrides(env))
+    data["project_dir"] = folder or Path.cwd().resolve()
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise ConfigError(f"{source}: {where}: {err['msg']}") from exc
+
+
+DEFAULT_PROJECT_FILE = """\
+# headwater project file. Every key can be overridden by an environment variable:
+# HEADWATER_<SECTION>__<KEY>, e.g. HEADWATER_WAREHOUSE__PATH=other.duckdb
+name: {name}
+
+# Where the zones (landing/, working/, processed/, quarantine/) live. A folder relative to this file,
+# or an object store URL such as s3://my-bucket/headwater or gs://my-bucket/headwater.
+storage:
+  root: data
+  # endpoint_url: https://s3.example.internal   # any S3-compatible endpoint
+  # region: eu-west-1
+  # path_style: false
+  # allow_insecure_http: false                   # plain http is refused except on loopback
+  # ca_bundle: /etc/ssl/private-ca.pem
+  # Credentials come from the environment or the cloud SDK's profiles, never from this file.
+
+# The warehouse: an embedded DuckDB file (default) or PostgreSQL.
+warehouse:
+  kind: duckdb
+  path: warehouse.duckdb
+  # kind: postgres
+  # url: postgresql://user@127.0.0.1:5432/analytics   # put a password in HEADWATER_WAREHOUSE__URL
+
+# Synthetic data generation defaults (headwater generate).
+generate:
+  seed: 42
+  workers: 0          # 0 = one process per core
+  chunk_rows: 262144  # rows held in memory per worker at a time
+"""
+
+
+def init_project(folder: Path, name: str | None = None) -> Path:
+    """Write a commented default ``headwater.yaml`` into ``folder`` (created if needed).
+    Refuses to overwrite an existing project file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / PROJECT_FILE
+    if target.exists():
+        raise ConfigError(f"{target}: already exists; edit it or choose another folder")
+    target.write_text(DEFAULT_PROJECT_FILE.format(name=name or folder.resolve().name), encoding="utf-8")
+    return target

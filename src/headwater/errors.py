@@ -1,0 +1,67 @@
+"""The few exception types users see. Each carries a one-line message that names the thing,
+the actual values and, where there is one, the next step.
+
+    HeadwaterError                 root; the CLI prints str(exc) on one red line and exits non-zero
+    ├── ConfigError                project file or environment is invalid            (exit 2)
+    ├── SchemaError                a table schema is invalid                         (exit 2)
+    ├── UsageError                 arguments that cannot work together               (exit 2)
+    ├── DataError                  input data is malformed (names file, row, field)  (exit 3)
+    ├── StorageError               a read, write or transfer failed                  (exit 4)
+    │   ├── IntegrityError         bytes stored differ from bytes sent (checksum)    (exit 4)
+    │   └── WriteOnceError         refused to overwrite a write-once object          (exit 4)
+    └── WarehouseError             a load or query in the warehouse failed           (exit 5)
+
+Library errors are translated where they enter headwater (``raise StorageError(...) from exc``).
+"""
+
+from __future__ import annotations
+
+
+class HeadwaterError(Exception):
+    """Root of every error headwater raises on purpose."""
+
+    exit_code: int = 1
+
+
+class ConfigError(HeadwaterError):
+    """The project file or a HEADWATER_* variable is invalid."""
+
+    exit_code = 2
+
+
+class SchemaError(HeadwaterError):
+    """A table schema is invalid: the message names the file and the YAML path."""
+
+    exit_code = 2
+
+
+class UsageError(HeadwaterError):
+    """Arguments or options that cannot work together."""
+
+    exit_code = 2
+
+
+class DataError(HeadwaterError):
+    """Input data is malformed: the message names the file, row and field."""
+
+    exit_code = 3
+
+
+class StorageError(HeadwaterError):
+    """A read, write or transfer against a store failed."""
+
+    exit_code = 4
+
+
+class IntegrityError(StorageError):
+    """The bytes stored differ from the bytes sent (size or checksum mismatch)."""
+
+
+class WriteOnceError(StorageError):
+    """An attempt to overwrite an object in a write-once zone was refused; nothing changed."""
+
+
+class WarehouseError(HeadwaterError):
+    """A load or query in the warehouse failed."""
+
+    exit_code = 5

@@ -1,0 +1,110 @@
+"""Manifests: what a batch of files holds (path, rows, bytes, sha256), written last and atomically.
+
+A manifest is the proof a batch is complete: readers trust a batch only once its manifest exists,
+and every later step (push, verify, load) checks files against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One file of a batch. ``path`` is relative to the batch root, with forward slashes."""
+
+    path: str
+    bytes: int
+    sha256: str
+    rows: int | None = None
+    table: str | None = None
+    key: str | None = None
+    status: str | None = None
+
+
+@dataclass
+class Manifest:
+    """A batch's file list plus free-form facts about how it was made (schema hash, seed, ...)."""
+
+    files: list[FileRecord] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+    version: int = MANIFEST_VERSION
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.bytes for f in self.files)
+
+    @property
+    def total_rows(self) -> int:
+        return sum(f.rows or 0 for f in self.files)
+
+    def to_json(self) -> str:
+        body = {
+            "version": self.version,
+            "meta": self.meta,
+            "files": [{k: v for k, v in asdict(f).items() if v is not None} for f in self.files],
+        }
+        return json.dumps(body, indent=2, sort_keys=False, default=str) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        data = json.loads(text)
+        return cls(
+            files=[FileRecord(**f) for f in data.get("files", [])],
+            meta=data.get("meta", {}),
+            version=int(data.get("version", MANIFEST_VERSION)),
+        )
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        return cls.from_json(path.read_text(encoding="utf-8"))
+
+    def write(self, path: Path) -> None:
+        """Write atomically: a temp file in the same folder, fsync, rename, fsync the folder."""
+        write_atomic(path, self.to_json().encode())
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new bytes, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file, read in 1 MiB pieces."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
