@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from headwater import __version__
 from headwater.cli.console import console, err_console
@@ -82,27 +83,20 @@ _register()
 
 
 def main() -> None:
-    """Console entry point: run the app; a HeadwaterError becomes one red line and its exit code."""
+    """Console entry point. Usage errors are Typer's (exit 2); a HeadwaterError becomes one red line
+    and its exit code; anything unexpected one line and exit 1 (HEADWATER_DEBUG=1 shows tracebacks)."""
     try:
-        app(standalone_mode=False)
+        app()
     except HeadwaterError as exc:
         if os.environ.get("HEADWATER_DEBUG"):
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err_console.print("[red]aborted[/]")
-        sys.exit(130)
-    except Exception as exc:  # the click usage errors, and anything unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+    except Exception as exc:
         if os.environ.get("HEADWATER_DEBUG"):
             raise
-        err_console.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}", highlight=False)
+        err_console.print(
+            f"[bold red]unexpected error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False
+        )
         err_console.print("run again with HEADWATER_DEBUG=1 for the traceback", style="dim")
         sys.exit(1)

@@ -45,9 +45,16 @@ class SequenceGen(_Spec):
 
     generator: Literal["sequence"]
     start: int = 1
-    step: int = Field(default=1, ne=0)
+    step: int = 1
     prefix: str | None = None
     width: int | None = Field(default=None, ge=1, le=30)
+
+    @field_validator("step")
+    @classmethod
+    def _nonzero(cls, v: int) -> int:
+        if v == 0:
+            raise ValueError("step must not be 0")
+        return v
 
 
 class UniformGen(_Spec):
