@@ -74,9 +74,10 @@ def root(
 
 
 def _register() -> None:
-    from headwater.cli import project
+    from headwater.cli import generate, project
 
     project.register(app)
+    generate.register(app)
 
 
 _register()
