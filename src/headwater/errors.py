@@ -8,8 +8,11 @@ the actual values and, where there is one, the next step.
     ├── DataError                  input data is malformed (names file, row, field)  (exit 3)
     ├── StorageError               a read, write or transfer failed                  (exit 4)
     │   ├── IntegrityError         bytes stored differ from bytes sent (checksum)    (exit 4)
-    │   └── WriteOnceError         refused to overwrite a write-once object          (exit 4)
+    │   ├── WriteOnceError         refused to overwrite a write-once object          (exit 4)
+    │   └── TransientStorageError  a network or server hiccup, worth retrying        (exit 4)
     └── WarehouseError             a load or query in the warehouse failed           (exit 5)
+        ├── SchemaChangeError      a load would break a table's schema; nothing written (exit 5)
+        └── WarehouseBusyError     another process holds the DuckDB file for writing (exit 5)
 
 Library errors are translated where they enter headwater (``raise StorageError(...) from exc``).
 """
@@ -61,7 +64,20 @@ class WriteOnceError(StorageError):
     """An attempt to overwrite an object in a write-once zone was refused; nothing changed."""
 
 
+class TransientStorageError(StorageError):
+    """A network or server failure that may pass (reset connection, timeout, 5xx): retried with backoff."""
+
+
 class WarehouseError(HeadwaterError):
     """A load or query in the warehouse failed."""
 
     exit_code = 5
+
+
+class SchemaChangeError(WarehouseError):
+    """A load would change a table in a way its policy refuses (breaking type, changed key);
+    the message names table and column. Nothing was written."""
+
+
+class WarehouseBusyError(WarehouseError):
+    """Another process held the warehouse file for writing longer than the lock timeout."""
