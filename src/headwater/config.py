@@ -39,6 +39,9 @@ class StorageSettings(_Model):
 class DuckDBWarehouseSettings(_Model):
     kind: Literal["duckdb"] = "duckdb"
     path: str = "warehouse.duckdb"
+    lock_timeout: float = Field(
+        default=30.0, ge=0, description="seconds to wait for another process's write lock on the file"
+    )
 
 
 class PostgresWarehouseSettings(_Model):

@@ -1,0 +1,247 @@
+"""The load logic shared by both backends. A backend only supplies sessions (connections);
+everything a load decides and every SQL statement it runs is here and in ``apply``/``audit``."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from headwater.errors import DataError, UsageError
+from headwater.progress import Progress, no_progress
+from headwater.warehouse import apply, audit
+from headwater.warehouse.base import (
+    ChangeKind,
+    LoadMode,
+    LoadRequest,
+    LoadResult,
+    ScdType,
+    SchemaChange,
+    Source,
+    TableData,
+    TableInfo,
+    utc_now,
+)
+from headwater.warehouse.evolution import EvolutionPlan, check_primary_key, plan_evolution
+from headwater.warehouse.session import Session, quote, quote_all
+from headwater.warehouse.types import BIGINT, BOOLEAN, TIMESTAMP, Dialect, SqlType, sql_type_from_arrow
+
+STAGE_PREFIX = "_hw_stage_"
+
+
+def source_files(source: Source) -> list[Path] | None:
+    if isinstance(source, pa.Table):
+        return None
+    return [source] if isinstance(source, Path) else list(source)
+
+
+def read_source_schema(source: Source) -> pa.Schema:
+    files = source_files(source)
+    if files is None:
+        assert isinstance(source, pa.Table)
+        return source.schema
+    if not files:
+        raise UsageError("nothing to load: no Parquet files given")
+    try:
+        return pa.unify_schemas([pq.read_schema(f) for f in files])
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"{files[0]}: cannot read the Parquet schema: {exc}") from exc
+
+
+class SqlWarehouse(ABC):
+    """A warehouse over any backend that provides ``Session``s."""
+
+    url: str
+    dialect: Dialect
+
+    def __init__(self) -> None:
+        self._meta_ready = False
+
+    @abstractmethod
+    def _session(self, write: bool) -> AbstractContextManager[Session]:
+        """A short-lived connection; ``write`` ones are held only for one transaction."""
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        with self._session(write=True) as s:
+            s.begin()
+            try:
+                yield s
+            except BaseException:
+                s.rollback()
+                raise
+            s.commit()
+
+    def _ensure_meta(self) -> None:
+        if not self._meta_ready:
+            with self._transaction() as s:
+                audit.ensure_meta_tables(s)
+            self._meta_ready = True
+
+    # ------------------------------------------------------------------------------------------ load
+    def load(self, source: Source, request: LoadRequest, progress: Progress = no_progress) -> LoadResult:
+        self._ensure_meta()
+        started, t0 = utc_now(), time.perf_counter()
+        schema = read_source_schema(source)
+        incoming = {
+            f.name: request.column_types.get(f.name)
+            or sql_type_from_arrow(f.type, f"{request.table}.{f.name}")
+            for f in schema
+        }
+        with self._transaction() as s:
+            done = audit.find_loaded(s, request)
+            if done is not None:
+                return done
+            progress("plan", 1)
+            key, plan = self._prepare_target(s, request, incoming)
+            stage = STAGE_PREFIX + request.table[:40]
+            s.create_temp(stage, incoming)
+            rows_in = s.copy_into(stage, source, incoming)
+            for ref in request.references:
+                s.execute(
+                    f"ALTER TABLE {quote(stage)} ADD COLUMN {quote(ref.column)} {BIGINT.render(self.dialect)}"
+                )
+            progress("stage", rows_in)
+            t_stage = time.perf_counter() - t0
+            version = audit.record_changes(
+                s, plan.changes, request.batch_id, started
+            ) or audit.schema_version(s, request.table)
+            columns = [*plan.load_columns, *(r.column for r in request.references)]
+            counts = self._apply(s, request, stage, columns, key, started)
+            progress("apply", counts.inserted + counts.updated + counts.deleted)
+            s.execute(f"DROP TABLE {quote(stage)}")
+            result = LoadResult(
+                table=request.table,
+                batch_id=request.batch_id,
+                mode=request.mode,
+                rows_in=rows_in,
+                inserted=counts.inserted,
+                updated=counts.updated,
+                deleted=counts.deleted,
+                schema_version=version,
+                seconds=time.perf_counter() - t0,
+                changes=tuple(plan.changes),
+            )
+            audit.record_load(
+                s, result, request, started, utc_now(), t_stage, time.perf_counter() - t0 - t_stage
+            )
+            progress("audit", 1)  # last point inside the transaction: the kill tests stop here
+        return result
+
+    def _prepare_target(
+        self, s: Session, request: LoadRequest, incoming: dict[str, SqlType]
+    ) -> tuple[tuple[str, ...], EvolutionPlan]:
+        """Create the table or evolve it under the request's policy; the merge key and the plan."""
+        table, dim = request.table, request.dimension
+        refs = {r.column: BIGINT for r in request.references}
+        managed: dict[str, SqlType] = {}
+        if dim is not None:
+            managed[dim.surrogate_key] = BIGINT
+            if dim.scd is ScdType.TYPE2:
+                managed |= {apply.VALID_FROM: TIMESTAMP, apply.VALID_TO: TIMESTAMP, apply.IS_CURRENT: BOOLEAN}
+        target = s.columns(table)
+        if not target:
+            key = (dim.surrogate_key,) if dim else request.primary_key
+            if request.mode is LoadMode.MERGE and not key and dim is None:
+                raise UsageError(f"{table}: a merge needs a primary key; pass one (--key) or use append")
+            if request.mode is LoadMode.REPLACE_PARTITION and not request.partition_column:
+                raise UsageError(f"{table}: replace_partition needs a partition column (--partition)")
+            sk = {dim.surrogate_key: BIGINT} if dim else {}
+            columns = sk | incoming | refs | {k: v for k, v in managed.items() if k not in sk}
+            self._create(s, table, columns, key)
+            created = SchemaChange(table, ChangeKind.CREATE_TABLE, None, None, _describe(columns))
+            return (dim.natural_key if dim else key), EvolutionPlan(dict(incoming), [created])
+        existing_key = s.primary_key(table)
+        key = check_primary_key(table, existing_key, (dim.surrogate_key,) if dim else request.primary_key)
+        if request.mode is LoadMode.MERGE and not key and dim is None:
+            raise UsageError(f"{table}: has no primary key to merge on; pass --key or use append")
+        plan = plan_evolution(table, target, incoming | refs, request.on_schema_change, [*managed])
+        for change in plan.alters:
+            new_type = plan.load_columns[change.column or ""].render(self.dialect)
+            if change.kind is ChangeKind.ADD_COLUMN:
+                s.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(change.column or '')} {new_type}")
+            else:
+                s.execute(
+                    f"ALTER TABLE {quote(table)} ALTER COLUMN {quote(change.column or '')} TYPE {new_type}"
+                )
+        for ref in refs:
+            plan.load_columns.pop(ref, None)
+        return (dim.natural_key if dim else key), plan
+
+    def _apply(
+        self, s: Session, request: LoadRequest, stage: str, columns: list[str], key: tuple[str, ...], now: Any
+    ) -> apply.Counts:
+        table = request.table
+        if request.dimension is not None:
+            apply.check_keys(s, table, stage, request.dimension.natural_key)
+            return apply.merge_dimension(s, table, stage, columns, request.dimension, now)
+        if request.mode is LoadMode.MERGE:
+            apply.check_keys(s, table, stage, key)
+            return apply.merge_rows(s, table, stage, columns, key)
+        if request.mode is LoadMode.REPLACE_PARTITION:
+            if not request.partition_column:
+                raise UsageError(f"{table}: replace_partition needs a partition column (--partition)")
+            return apply.replace_partitions(s, table, stage, columns, request.partition_column)
+        return apply.append_rows(s, table, stage, columns)
+
+    def _create(self, s: Session, table: str, columns: Mapping[str, SqlType], key: Sequence[str]) -> None:
+        cols = [f"{quote(n)} {t.render(self.dialect)}" for n, t in columns.items()]
+        if key:
+            cols.append(f"PRIMARY KEY ({quote_all(key)})")
+        s.execute(f"CREATE TABLE {quote(table)} ({', '.join(cols)})")
+
+    # ------------------------------------------------------------------------------------------ tables
+    def create_table(
+        self, name: str, columns: Mapping[str, SqlType], primary_key: Sequence[str] = ()
+    ) -> bool:
+        self._ensure_meta()
+        with self._transaction() as s:
+            if s.columns(name):
+                return False
+            self._create(s, name, columns, primary_key)
+            change = SchemaChange(name, ChangeKind.CREATE_TABLE, None, None, _describe(columns))
+            audit.record_changes(s, [change], None, utc_now())
+        return True
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
+        with self._session(write=False) as s:
+            return s.fetch_arrow(sql, params)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        with self._transaction() as s:
+            return s.execute(sql, params)
+
+    def tables(self, include_internal: bool = False) -> list[TableInfo]:
+        with self._session(write=False) as s:
+            out = []
+            for name in s.table_names():
+                if name.startswith(audit.INTERNAL_PREFIX) and not include_internal:
+                    continue
+                rows = int(s.fetch(f"SELECT count(*) FROM {quote(name)}")[0][0])
+                out.append(TableInfo(name, rows, s.columns(name), s.primary_key(name)))
+            return out
+
+    def export_table(self, name: str, path: Path) -> int:
+        with self._session(write=False) as s:
+            columns, key = s.columns(name), s.primary_key(name)
+            order = f" ORDER BY {quote_all(key)}" if key else ""
+            return s.export_parquet(f"SELECT * FROM {quote(name)}{order}", columns, path)
+
+    def replace_tables(self, tables: Sequence[TableData], progress: Progress = no_progress) -> None:
+        with self._transaction() as s:
+            for t in tables:
+                s.execute(f"DROP TABLE IF EXISTS {quote(t.name)}")
+                self._create(s, t.name, t.columns, t.primary_key)
+                rows = s.copy_into(t.name, t.files, t.columns) if t.files else 0
+                progress("restore", rows)
+        self._meta_ready = False
+
+
+def _describe(columns: Mapping[str, SqlType]) -> str:
+    return ", ".join(f"{n} {t}" for n, t in columns.items())
