@@ -75,9 +75,11 @@ def root(
 
 def _register() -> None:
     from headwater.cli import generate, project
+    from headwater.cli import warehouse as warehouse_cli
 
     project.register(app)
     generate.register(app)
+    warehouse_cli.register(app)
 
 
 _register()

@@ -157,8 +157,9 @@ class Warehouse(Protocol):
         """Tables in the warehouse (schema), with row counts, columns and primary keys."""
         ...
 
-    def export_table(self, name: str, path: Path) -> int:
-        """Write one table to a Parquet file, ordered by its primary key; the row count."""
+    def export_tables(self, names: Sequence[str], folder: Path) -> dict[str, tuple[Path, int]]:
+        """Write tables to Parquet files in ``folder`` (ordered by primary key) from one consistent
+        snapshot; each table's file and row count."""
         ...
 
     def replace_tables(self, tables: Sequence[TableData], progress: Progress = no_progress) -> None:

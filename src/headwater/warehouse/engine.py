@@ -3,6 +3,7 @@ everything a load decides and every SQL statement it runs is here and in ``apply
 
 from __future__ import annotations
 
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
@@ -227,11 +228,21 @@ class SqlWarehouse(ABC):
                 out.append(TableInfo(name, rows, s.columns(name), s.primary_key(name)))
             return out
 
-    def export_table(self, name: str, path: Path) -> int:
+    def export_tables(self, names: Sequence[str], folder: Path) -> dict[str, tuple[Path, int]]:
+        out: dict[str, tuple[Path, int]] = {}
         with self._session(write=False) as s:
-            columns, key = s.columns(name), s.primary_key(name)
-            order = f" ORDER BY {quote_all(key)}" if key else ""
-            return s.export_parquet(f"SELECT * FROM {quote(name)}{order}", columns, path)
+            s.begin()
+            if self.dialect is Dialect.POSTGRES:
+                s.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            try:
+                for i, name in enumerate(names):
+                    columns, key = s.columns(name), s.primary_key(name)
+                    order = f" ORDER BY {quote_all(key)}" if key else ""
+                    path = folder / f"{i:04d}-{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.parquet"
+                    out[name] = path, s.export_parquet(f"SELECT * FROM {quote(name)}{order}", columns, path)
+            finally:
+                s.rollback()
+        return out
 
     def replace_tables(self, tables: Sequence[TableData], progress: Progress = no_progress) -> None:
         with self._transaction() as s:
