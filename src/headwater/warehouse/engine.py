@@ -108,6 +108,7 @@ class SqlWarehouse(ABC):
                 s.execute(
                     f"ALTER TABLE {quote(stage)} ADD COLUMN {quote(ref.column)} {BIGINT.render(self.dialect)}"
                 )
+            apply.resolve_references(s, stage, request.references)
             progress("stage", rows_in)
             t_stage = time.perf_counter() - t0
             version = audit.record_changes(

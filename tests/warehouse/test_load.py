@@ -1,0 +1,159 @@
+"""Load modes, audit and idempotency: the same tests on DuckDB and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from headwater.errors import DataError, UsageError, WarehouseError
+from headwater.warehouse import LoadMode, LoadRequest, Warehouse
+from tests.warehouse.conftest import content_hash, people, rows_of
+
+
+def test_merge_inserts_new_and_updates_changed(warehouse: Warehouse) -> None:
+    first = warehouse.load(people([1, 2, 3], ["a", "b", "c"]), LoadRequest("p", "b1", primary_key=("id",)))
+    assert (first.inserted, first.updated, first.schema_version) == (3, 0, 1)
+    second = warehouse.load(people([2, 3, 4], ["b", "C", "d"]), LoadRequest("p", "b2", primary_key=("id",)))
+    assert (second.rows_in, second.inserted, second.updated, second.deleted) == (3, 1, 1, 0)
+    assert rows_of(warehouse, "SELECT id, name FROM p ORDER BY id") == [
+        {"id": 1, "name": "a"},
+        {"id": 2, "name": "b"},
+        {"id": 3, "name": "C"},
+        {"id": 4, "name": "d"},
+    ]
+
+
+def test_same_batch_three_times_changes_nothing(warehouse: Warehouse) -> None:
+    batch = people(list(range(100)), [f"n{i}" for i in range(100)])
+    request = LoadRequest("p", "batch-1", primary_key=("id",), manifest_sha256="abc")
+    warehouse.load(batch, request)
+    digest = content_hash(warehouse, "p")
+    audit = content_hash(warehouse, "_hw_load_audit")
+    for _ in range(2):
+        again = warehouse.load(batch, request)
+        assert again.skipped
+        assert content_hash(warehouse, "p") == digest
+        assert content_hash(warehouse, "_hw_load_audit") == audit
+    # the same rows under a new batch id: audited, but no row touched
+    fresh = warehouse.load(batch, LoadRequest("p", "batch-2", primary_key=("id",)))
+    assert (fresh.inserted, fresh.updated) == (0, 0)
+    assert content_hash(warehouse, "p") == digest
+
+
+def test_changed_data_under_a_loaded_batch_id_is_refused(warehouse: Warehouse) -> None:
+    warehouse.load(people([1], ["a"]), LoadRequest("p", "b1", primary_key=("id",), manifest_sha256="aaa"))
+    with pytest.raises(WarehouseError, match="already loaded with manifest sha256 aaa"):
+        warehouse.load(people([1], ["z"]), LoadRequest("p", "b1", primary_key=("id",), manifest_sha256="bbb"))
+
+
+def test_audit_row_records_the_load(warehouse: Warehouse) -> None:
+    warehouse.load(
+        people([1, 2], ["a", "b"]), LoadRequest("p", "b1", primary_key=("id",), manifest_sha256="m1")
+    )
+    (row,) = rows_of(warehouse, "SELECT * FROM _hw_load_audit")
+    assert row["table_name"] == "p"
+    assert row["batch_id"] == "b1"
+    assert row["manifest_sha256"] == "m1"
+    assert (row["rows_in"], row["rows_inserted"], row["rows_updated"], row["rows_deleted"]) == (2, 2, 0, 0)
+    assert row["schema_version"] == 1
+    assert str(row["finished_at"]) >= str(row["started_at"])
+
+
+def test_replace_partition_swaps_only_the_batch_partitions(warehouse: Warehouse) -> None:
+    def month(m: str, ids: list[int]) -> pa.Table:
+        return pa.table({"month": [m] * len(ids), "id": ids, "v": [i * 1.5 for i in ids]})
+
+    req = LoadRequest("ev", "jan", LoadMode.REPLACE_PARTITION, partition_column="month")
+    warehouse.load(pa.concat_tables([month("2024-01", [1, 2, 3]), month("2024-02", [4])]), req)
+    result = warehouse.load(
+        month("2024-01", [7, 8]),
+        LoadRequest("ev", "jan2", LoadMode.REPLACE_PARTITION, partition_column="month"),
+    )
+    assert (result.deleted, result.inserted) == (3, 2)
+    got = rows_of(warehouse, "SELECT month, id FROM ev ORDER BY id")
+    assert got == [
+        {"month": "2024-02", "id": 4},
+        {"month": "2024-01", "id": 7},
+        {"month": "2024-01", "id": 8},
+    ]
+
+
+def test_append_inserts_every_row(warehouse: Warehouse) -> None:
+    t = pa.table({"x": [1, 1, 2]})
+    warehouse.load(t, LoadRequest("log", "a", LoadMode.APPEND))
+    result = warehouse.load(t, LoadRequest("log", "b", LoadMode.APPEND))
+    assert result.inserted == 3
+    assert rows_of(warehouse, "SELECT count(*) AS n FROM log") == [{"n": 6}]
+
+
+def test_parquet_files_load_like_arrow(warehouse: Warehouse, tmp_path: Path) -> None:
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    pq.write_table(people([1, 2], ["a", "b"]), a)
+    pq.write_table(people([3], ["c"]), b)
+    result = warehouse.load([a, b], LoadRequest("p", "files", primary_key=("id",)))
+    assert result.inserted == 3
+    assert rows_of(warehouse, "SELECT count(*) AS n FROM p") == [{"n": 3}]
+
+
+def test_types_round_trip_through_a_load(warehouse: Warehouse) -> None:
+    t = pa.table(
+        {
+            "id": pa.array([1, 2], pa.int64()),
+            "amount": pa.array([Decimal("1.50"), None], pa.decimal128(10, 2)),
+            "day": pa.array([dt.date(2024, 1, 31), None]),
+            "at": pa.array([dt.datetime(2024, 1, 31, 12, 0, 1, 250000), None], pa.timestamp("us")),
+            "flag": [True, None],
+            "text": ['quote " and, comma', ""],
+            "cat": pa.array(["x", "y"]).dictionary_encode(),
+        }
+    )
+    warehouse.load(t, LoadRequest("typed", "b", primary_key=("id",)))
+    got = rows_of(warehouse, "SELECT * FROM typed ORDER BY id")
+    assert got[0] == {
+        "id": 1,
+        "amount": Decimal("1.50"),
+        "day": dt.date(2024, 1, 31),
+        "at": dt.datetime(2024, 1, 31, 12, 0, 1, 250000),
+        "flag": True,
+        "text": 'quote " and, comma',
+        "cat": "x",
+    }
+    assert got[1]["amount"] is None
+    assert got[1]["text"] == ""
+    assert got[1]["flag"] is None
+
+
+def test_duplicate_and_null_keys_are_refused(warehouse: Warehouse) -> None:
+    with pytest.raises(DataError, match=r"key \(id=2\) appears 2 times"):
+        warehouse.load(people([1, 2, 2], ["a", "b", "c"]), LoadRequest("p", "dup", primary_key=("id",)))
+    assert warehouse.tables() == []  # nothing written, not even the table
+    nulls = pa.table({"id": pa.array([1, None], pa.int64()), "name": ["a", "b"]})
+    with pytest.raises(DataError, match="NULL in key"):
+        warehouse.load(nulls, LoadRequest("p", "null", primary_key=("id",)))
+
+
+def test_merge_without_a_key_is_refused(warehouse: Warehouse) -> None:
+    with pytest.raises(UsageError, match="needs a primary key"):
+        warehouse.load(people([1], ["a"]), LoadRequest("p", "b"))
+
+
+def test_compound_keys_merge(warehouse: Warehouse) -> None:
+    t = pa.table({"a": [1, 1], "b": ["x", "y"], "v": [1, 2]})
+    warehouse.load(t, LoadRequest("c", "1", primary_key=("a", "b")))
+    t2 = pa.table({"a": [1, 2], "b": ["y", "y"], "v": [20, 3]})
+    result = warehouse.load(t2, LoadRequest("c", "2", primary_key=("a", "b")))
+    assert (result.inserted, result.updated) == (1, 1)
+    assert [r["v"] for r in rows_of(warehouse, "SELECT v FROM c ORDER BY a, b")] == [1, 20, 3]
+
+
+def test_odd_identifiers_are_quoted(warehouse: Warehouse) -> None:
+    t = pa.table({'we"ird id': [1], "Select": ["x"]})
+    warehouse.load(t, LoadRequest('my "table"', "b", primary_key=('we"ird id',)))
+    assert [i.name for i in warehouse.tables()] == ['my "table"']
+    with pytest.raises(UsageError, match="identifier"):
+        warehouse.load(pa.table({"a?": [1]}), LoadRequest("t", "b", LoadMode.APPEND))
