@@ -39,13 +39,17 @@ MALFORMED = ("2021-02-30 25:61:00", "31/12/2021", "not-a-date", "2021-13-01", "2
 
 @dataclass
 class Block:
-    """A generated block. ``defects`` rows index into ``batch``."""
+    """A generated block. ``clean`` holds the base rows' columns before revisions and defects
+    (what other tables reference); ``defects`` rows index into ``batch``."""
 
     batch: pa.RecordBatch
     clean: dict[str, pa.Array]
     partition_keys: np.ndarray | None
     aggregates: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     defects: list[tuple[int, str, Defect]] = field(default_factory=list)
+    base_rows: int = 0
+    source_rows: np.ndarray | None = None
+    """For each output row, the base row it repeats (None when the table has no revisions)."""
 
 
 @dataclass(frozen=True)
@@ -60,11 +64,14 @@ class AggregateTarget:
 
 
 def output_schema(spec: TableSpec, dirty: bool) -> pa.Schema:
-    """The Arrow schema a table is written with (dirty mode writes dates as text so they can break)."""
+    """The Arrow schema a table is written with: hidden columns left out; dates with a ``format``
+    as text; in dirty mode every date as text, so that some can be malformed."""
     fields = []
     for name, col in spec.columns.items():
-        typ = pa.string() if dirty and col.type in TEMPORAL else arrow_type(col)
-        fields.append(pa.field(name, typ))
+        if col.hidden:
+            continue
+        as_text = col.format is not None or (dirty and col.type in TEMPORAL)
+        fields.append(pa.field(name, pa.string() if as_text else arrow_type(col)))
     return pa.schema(fields)
 
 
@@ -96,15 +103,20 @@ def build_block(
     aggregate_targets: list[AggregateTarget],
     dirty: float,
     csv_format: bool,
+    protected: frozenset[str] = frozenset(),
 ) -> Block:
-    """Generate rows ``start .. start+n`` (one block) of ``table``."""
+    """Generate rows ``start .. start+n`` (one block) of ``table``. ``protected`` columns are read by
+    other tables (foreign keys): dirty mode never nulls or duplicates them, so a defect in a parent
+    never silently turns a child's valid reference into an orphan that the ledger does not list."""
     ctx = BlockContext(seed=seed, table=table, spec=spec, block=block, start=start, n=n, parents=parents)
     for name in column_order(spec):
         ctx.columns[name] = generate_column(name, spec.columns[name], ctx)
     columns = {name: ctx.columns[name] for name in spec.columns}
+    base = dict(columns)
     fk_rows = dict(ctx.fk_rows)
+    source_rows = None
     if spec.revisions is not None:
-        columns, fk_rows = _add_revisions(ctx, spec.revisions, columns, fk_rows)
+        columns, fk_rows, source_rows = _add_revisions(ctx, spec.revisions, columns, fk_rows)
     rows = len(next(iter(columns.values())))
     keys = None
     if spec.partition_by is not None:
@@ -124,26 +136,27 @@ def build_block(
         )
         counts = np.bincount(parent_rows[valid], minlength=target.parent_rows)
         aggregates[(target.parent, target.parent_column)] = (sums.astype(np.float64), counts.astype(np.int64))
-    clean = dict(columns)
     defects: list[tuple[int, str, Defect]] = []
     if dirty > 0:
-        columns, defects = _inject_defects(ctx, spec, columns, parents, dirty, csv_format)
+        columns, defects = _inject_defects(ctx, spec, columns, parents, dirty, csv_format, protected)
     schema = output_schema(spec, dirty > 0)
-    arrays = [_as_output(columns[f.name], spec.columns[f.name].type, f.type) for f in schema]
-    return Block(pa.RecordBatch.from_arrays(arrays, schema=schema), clean, keys, aggregates, defects)
+    arrays = [_as_output(columns[f.name], spec.columns[f.name], f.type) for f in schema]
+    return Block(pa.RecordBatch.from_arrays(arrays, schema=schema), base, keys, aggregates, defects, n, source_rows)
 
 
-def _as_output(values: pa.Array, ctype: ColumnType, want: pa.DataType) -> pa.Array:
+def _as_output(values: pa.Array, col: m.ColumnSpec, want: pa.DataType) -> pa.Array:
     if values.type == want:
         return values
-    if pa.types.is_string(want) and ctype in TEMPORAL:
-        return pc.strftime(values, format=TIME_FORMAT[ctype])
+    if pa.types.is_string(want) and col.type in TEMPORAL:
+        if col.timezone:
+            values = values.cast(pa.timestamp("s", tz="UTC")).cast(pa.timestamp("s", tz=col.timezone))
+        return pc.strftime(values, format=col.format or TIME_FORMAT[col.type])
     return values.cast(want)
 
 
 def _add_revisions(
     ctx: BlockContext, rev: m.RevisionSpec, columns: dict[str, pa.Array], fk_rows: dict[str, np.ndarray]
-) -> tuple[dict[str, pa.Array], dict[str, np.ndarray]]:
+) -> tuple[dict[str, pa.Array], dict[str, np.ndarray], np.ndarray]:
     rng = ctx.rng("#revisions")
     picked = np.flatnonzero(rng.random(ctx.n) < rev.rate)
     delay = rng.integers(1, int(m.parse_duration(rev.max_delay)) + 1, len(picked), dtype=np.int64)
@@ -159,7 +172,7 @@ def _add_revisions(
                 extra = pc.cast(extra, pa.date32())
         out[name] = pa.concat_arrays([values, extra.cast(values.type)])
     rows = {k: np.concatenate([v, v[picked]]) for k, v in fk_rows.items()}
-    return out, rows
+    return out, rows, np.concatenate([np.arange(ctx.n), picked])
 
 
 def _range_of(gen: object) -> tuple[float, float] | None:
@@ -174,11 +187,13 @@ def _range_of(gen: object) -> tuple[float, float] | None:
     return None
 
 
-def _eligible(spec: TableSpec, csv_format: bool) -> dict[Defect, list[str]]:
+def _eligible(spec: TableSpec, csv_format: bool, protected: frozenset[str]) -> dict[Defect, list[str]]:
     keys = set(spec.primary_key or []) if len(spec.primary_key or []) == 1 else set()
     out: dict[Defect, list[str]] = {kind: [] for kind in Defect}
     for name, col in spec.columns.items():
         g = col.gen
+        if col.hidden or name in protected:
+            continue
         if col.null_rate == 0 and not isinstance(g, m.AggregateGen):
             out[Defect.NULL_REQUIRED].append(name)
         if col.type in NUMERIC and not col.unique and not isinstance(g, m.ForeignKeyGen) and _range_of(g):
@@ -201,10 +216,11 @@ def _inject_defects(
     parents: dict[str, ParentTable],
     rate: float,
     csv_format: bool,
+    protected: frozenset[str],
 ) -> tuple[dict[str, pa.Array], list[tuple[int, str, Defect]]]:
     rng = ctx.rng("#dirty")
     rows = len(next(iter(columns.values())))
-    eligible = _eligible(spec, csv_format)
+    eligible = _eligible(spec, csv_format, protected)
     hit = np.flatnonzero(rng.random(rows) < rate)
     if not eligible or len(hit) == 0:
         return columns, []
@@ -222,7 +238,8 @@ def _inject_defects(
         name = names[int(pick * len(names))]
         defects.append((row, name, kind))
         by_column.setdefault((kind, name), []).append(row)
-    for (kind, name), rows_hit in by_column.items():
+    # malformed dates last: they turn the column into text, which must carry the nulls set before
+    for (kind, name), rows_hit in sorted(by_column.items(), key=lambda kv: kv[0][0] is Defect.MALFORMED_DATE):
         idx = np.asarray(rows_hit, dtype=np.int64)
         if kind is Defect.RAGGED_ROW:
             continue  # applied to the encoded text
@@ -231,7 +248,7 @@ def _inject_defects(
             text = temporal_text.get(name)
             if text is None:
                 text = np.asarray(
-                    _as_output(out[name], col.type, pa.string()).to_numpy(zero_copy_only=False), dtype=object
+                    _as_output(out[name], col, pa.string()).to_numpy(zero_copy_only=False), dtype=object
                 )
                 temporal_text[name] = text
             text[idx] = np.asarray(MALFORMED, dtype=object)[rng.integers(0, len(MALFORMED), len(idx))]

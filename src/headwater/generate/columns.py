@@ -31,8 +31,6 @@ _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _DIGITS = np.frombuffer(b"0123456789", dtype=np.uint8)
 _UPPER = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", dtype=np.uint8)
 _ALNUM = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", dtype=np.uint8)
-# Large primes used as multipliers of affine permutations (i -> (a*i + b) mod n) for unique values.
-_PRIMES = (2_147_483_647, 1_000_000_007, 998_244_353, 2_305_843_009_213_693_951)
 
 
 def arrow_type(col: ColumnSpec) -> pa.DataType:
@@ -99,16 +97,16 @@ def fixed_width_strings(chars: np.ndarray) -> pa.Array:
 
 
 def affine_permutation(index: np.ndarray, space: int, salt: int) -> np.ndarray:
-    """A bijection of 0..space-1 (so distinct inputs give distinct outputs), scrambled by ``salt``."""
-    a = next(p for p in _PRIMES if space % p != 0 and p % space != 0) % space or 1
+    """A bijection of 0..space-1 (distinct inputs give distinct outputs), scrambled by ``salt``:
+    ``(a * i + b) mod space`` with ``a`` near the golden section of ``space`` and coprime to it."""
+    a = max(1, int(space * 0.6180339887498949)) % space or 1
     while math.gcd(a, space) != 1:
         a += 1
     b = salt % space
     if space < (1 << 31):
         return np.asarray((index * a + b) % space, dtype=np.int64)
-    # avoid int64 overflow for large spaces: Python ints on an object array are slow, so split the product
-    idx = index.astype(object)
-    return np.array((idx * a + b) % space, dtype=np.int64)
+    # the product would overflow int64: Python integers, only for very large spaces (unique patterns)
+    return np.array([(int(i) * a + b) % space for i in index.tolist()], dtype=np.int64)
 
 
 @cache
@@ -253,7 +251,7 @@ def pattern_space(pattern: str) -> int:
 
 def gen_pattern(g: m.PatternGen, col: ColumnSpec, ctx: BlockContext, name: str) -> pa.Array:
     parts = parse_pattern(g.pattern)
-    width = sum(len(p) for p in parts)
+    width = sum(len(p) if isinstance(p, bytes) else 1 for p in parts)
     chars = np.empty((ctx.n, width), dtype=np.uint8)
     alphabets = [(i, p) for i, p in enumerate(parts) if isinstance(p, np.ndarray)]
     choice: dict[int, np.ndarray] = {}

@@ -91,6 +91,7 @@ class _Plan:
     parents: dict[str, ParentTable]
     aggregate_targets: dict[str, list[AggregateTarget]]
     blocks_per_chunk: int
+    protected: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 def _referenced(schema: Schema) -> dict[str, set[str]]:
@@ -168,6 +169,7 @@ def _make_blocks(
             build_block(
                 plan.seed, table, spec, b, start, n, plan.parents,
                 plan.aggregate_targets.get(table, []), plan.dirty, plan.fmt == "csv",
+                plan.protected.get(table, frozenset()),
             )
         )  # fmt: skip
     return blocks
@@ -233,8 +235,9 @@ class _Writer:
         for piece in result.pieces:
             assert piece.row_ends is not None
             lengths[piece.rows] = np.diff(piece.row_ends, prepend=0)
-        header = 0 if self.sink._open or self.sink.records else len(self.sink.header)
-        cum = np.cumsum(lengths) + self.sink.bytes_written + header
+            if len(piece.rows) and not self.sink.is_open(piece.key):
+                lengths[piece.rows[0]] += len(self.sink.header)  # a new file starts with its header
+        cum = np.cumsum(lengths) + self.sink.bytes_written
         hit = int(np.searchsorted(cum, self.size, side="left"))
         return None if hit >= result.rows else hit + 1
 
@@ -291,7 +294,9 @@ def generate(
         {},
         targets,
         max(1, math.ceil(options.chunk_rows / BLOCK_ROWS)),
+        {name: frozenset(cols) for name, cols in referenced.items()},
     )
+
     stats: dict[str, TableStats] = {}
     records: list[FileRecord] = []
     ledger: list[tuple[str, int, str, str]] = []
@@ -410,14 +415,15 @@ def _fill_aggregates(
     start = 0
     for block in blocks:
         n = block.batch.num_rows
+        index = start + (np.arange(n) if block.source_rows is None else block.source_rows)
         batch = block.batch
         for cname, col in spec.columns.items():
             g = col.gen
-            if not isinstance(g, m.AggregateGen):
+            if not isinstance(g, m.AggregateGen) or col.hidden:
                 continue
             sums, counts = aggregates.get((name, cname), (np.zeros(0), np.zeros(0, dtype=np.int64)))
-            s = sums[start : start + n] if len(sums) else np.zeros(n)
-            c = counts[start : start + n] if len(counts) else np.zeros(n, dtype=np.int64)
+            s = sums[index] if len(sums) else np.zeros(n)
+            c = counts[index] if len(counts) else np.zeros(n, dtype=np.int64)
             if g.fn == "count":
                 values: np.ndarray = c.astype(np.float64)
             elif g.fn == "sum":
@@ -434,7 +440,7 @@ def _fill_aggregates(
             arr = pa.array(values, mask=missing).cast(arrow_type(col), safe=False)
             batch = batch.set_column(batch.schema.get_field_index(cname), cname, arr)
         block.batch = batch
-        start += n
+        start += block.base_rows
 
 
 def _pool(workers: int, plan: _Plan) -> ProcessPoolExecutor | None:

@@ -108,6 +108,9 @@ class TableSink:
             rel = f"{stem}-{part:05d}{dot}{suffix}" if dot else f"{rel}-{part:05d}"
         return rel
 
+    def is_open(self, key: int | None) -> bool:
+        return key in self._open
+
     def _file(self, key: int | None) -> _OpenFile:
         f = self._open.get(key)
         if f is None:
@@ -117,6 +120,7 @@ class TableSink:
             f = _OpenFile(rel, _HashingFile(target.with_name(target.name + ".partial")))
             if self.fmt == "csv":
                 f.handle.write(self.header)
+                self.bytes_written += len(self.header)
             else:
                 f.writer = pq.ParquetWriter(f.handle, self.schema, compression="zstd")
             self._open[key] = f

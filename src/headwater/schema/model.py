@@ -411,6 +411,9 @@ class ColumnSpec(_Spec):
     unique: bool = False
     precision: int = Field(default=18, ge=1, le=38)
     scale: int = Field(default=2, ge=0, le=38)
+    format: str | None = None
+    timezone: str | None = None
+    hidden: bool = False
     description: str | None = None
 
     @model_validator(mode="before")
@@ -419,7 +422,7 @@ class ColumnSpec(_Spec):
         """In YAML the generator's parameters sit beside the column's own keys; split them here."""
         if not isinstance(data, dict) or "gen" in data:
             return data
-        own = {"type", "null_rate", "unique", "precision", "scale", "description"}
+        own = {"type", "null_rate", "unique", "precision", "scale", "format", "timezone", "hidden", "description"}
         if "generator" not in data:
             raise ValueError("generator is missing; valid generators: " + ", ".join(GENERATOR_NAMES))
         if data["generator"] not in GENERATOR_NAMES:
@@ -430,6 +433,14 @@ class ColumnSpec(_Spec):
             **{k: v for k, v in data.items() if k in own},
             "gen": {k: v for k, v in data.items() if k not in own},
         }
+
+    @model_validator(mode="after")
+    def _text_rendering(self) -> ColumnSpec:
+        if (self.format or self.timezone) and self.type not in TEMPORAL:
+            raise ValueError("format and timezone apply to date and timestamp columns only")
+        if self.timezone and not self.format:
+            raise ValueError("timezone needs a format (strftime, e.g. '%a %b %d %H:%M:%S %z %Y')")
+        return self
 
     @property
     def required(self) -> bool:
