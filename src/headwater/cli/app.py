@@ -74,11 +74,13 @@ def root(
 
 
 def _register() -> None:
-    from headwater.cli import generate, project
+    from headwater.cli import generate, project, storage
     from headwater.cli import warehouse as warehouse_cli
 
     project.register(app)
     generate.register(app)
+    demo.register(app)
+    storage.register(app)
     warehouse_cli.register(app)
 
 

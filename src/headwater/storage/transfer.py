@@ -185,7 +185,8 @@ def push_batch(
     if failed:
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
         first = failed[0].error or StorageError(failed[0].errors[-1])
-        raise type(first)(f"{first}{more}; no manifest written, re-run to resume") from first
+        hint = "" if isinstance(first, WriteOnceError) else "; no manifest written, re-run to resume"
+        raise type(first)(f"{first}{more}{hint}") from first
     report.manifest = _write_manifest(store, source, outcomes, verify, write_once, meta or {})
     report.seconds = time.monotonic() - started
     return report
