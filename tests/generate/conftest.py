@@ -10,7 +10,9 @@ from headwater.generate import GenerateOptions, GenerateResult, generate, load_d
 @pytest.fixture(scope="session")
 def events_small(tmp_path_factory: pytest.TempPathFactory) -> GenerateResult:
     out = tmp_path_factory.mktemp("events")
-    return generate(load_dataset("events"), out, GenerateOptions(rows=150_000, seed=7, table_rows={"users": 5000}))
+    return generate(
+        load_dataset("events"), out, GenerateOptions(rows=150_000, seed=7, table_rows={"users": 5000})
+    )
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,9 @@ def _parse_time(text: str) -> bool:
     return True
 
 
-def _defects_found(path: Path, rel: str, keys: set[str], users: set[str], ncols: int) -> dict[tuple[str, int], tuple[str, str]]:
+def _defects_found(
+    path: Path, rel: str, keys: set[str], users: set[str], ncols: int
+) -> dict[tuple[str, int], tuple[str, str]]:
     """Check every row of an events file independently of the generator; return what is wrong."""
     found: dict[tuple[str, int], tuple[str, str]] = {}
     with path.open(newline="") as fh:
@@ -102,6 +104,6 @@ def test_out_of_range_defects_in_dimension_tables(tmp_path: Path) -> None:
             rows[name] = list(csv.DictReader(fh))
     for f, r, c in out_of_range:
         value = float(rows[f][r - 1][c])
-        lo, hi = {"average_rating": (1, 5), "num_pages": (12, 2400), "publication_year": (1950, 2020)}.get(c, (None, None))
-        if lo is not None:
-            assert not lo <= value <= hi, (f, r, c, value)
+        bounds = {"average_rating": (1, 5), "num_pages": (12, 2400), "publication_year": (1950, 2020)}.get(c)
+        if bounds is not None:
+            assert not bounds[0] <= value <= bounds[1], (f, r, c, value)

@@ -39,7 +39,9 @@ def test_same_seed_gives_identical_bytes_whatever_workers_and_chunks(tmp_path: P
         digests.append(digest(tmp_path / str(i)))
     assert digests[0] == digests[1] == digests[2]
     assert len(digests[0]) == 8  # companies, users, 6 months of events
-    other = generate(schema, tmp_path / "seed", GenerateOptions(rows=300_000, seed=43, table_rows={"users": 3000}))
+    other = generate(
+        schema, tmp_path / "seed", GenerateOptions(rows=300_000, seed=43, table_rows={"users": 3000})
+    )
     assert digest(other.out) != digests[0]
 
 
@@ -50,13 +52,16 @@ def test_parquet_is_deterministic_across_chunk_sizes(tmp_path: Path) -> None:
     assert digest(a.out) == digest(b.out)
     table = pq.read_table(a.out / "2021" / "03" / "events.parquet")
     # Parquet has no second unit: seconds are stored as milliseconds, values unchanged
-    assert table.num_rows > 0 and table.schema.field("event_time").type.unit == "ms"
+    assert table.num_rows > 0
+    assert table.schema.field("event_time").type.unit == "ms"
     assert table.column("event_time").cast("int64").to_numpy().max() % 1000 == 0
 
 
 def test_size_target_stops_at_the_first_row_reaching_it(tmp_path: Path) -> None:
     target = 7_000_000
-    result = generate(load_dataset("events"), tmp_path / "first", GenerateOptions(size=target, table_rows={"users": 2000}))
+    result = generate(
+        load_dataset("events"), tmp_path / "first", GenerateOptions(size=target, table_rows={"users": 2000})
+    )
     events = [f for f in result.manifest.files if f.table == "events"]
     total = sum(f.bytes for f in events)
     assert total >= target
@@ -64,7 +69,9 @@ def test_size_target_stops_at_the_first_row_reaching_it(tmp_path: Path) -> None:
     assert total - target < longest_row
     # the chunk size does not change where it stops
     again = generate(
-        load_dataset("events"), tmp_path / "again", GenerateOptions(size=target, chunk_rows=65_536, table_rows={"users": 2000})
+        load_dataset("events"),
+        tmp_path / "again",
+        GenerateOptions(size=target, chunk_rows=65_536, table_rows={"users": 2000}),
     )
     assert digest(again.out) == digest(result.out)
 
@@ -74,7 +81,8 @@ def test_partitioned_layout_and_manifest(events_small: GenerateResult) -> None:
     months = sorted(p.relative_to(out).as_posix() for p in out.glob("*/*/events.csv"))
     assert months == [f"2021/{m:02d}/events.csv" for m in range(1, 7)]
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["meta"]["seed"] == 7 and len(manifest["meta"]["schema_sha256"]) == 64
+    assert manifest["meta"]["seed"] == 7
+    assert len(manifest["meta"]["schema_sha256"]) == 64
     for entry in manifest["files"]:
         data = (out / entry["path"]).read_bytes()
         assert len(data) == entry["bytes"]
@@ -91,7 +99,9 @@ def test_readers_agree_pyarrow_pandas_duckdb(events_small: GenerateResult) -> No
     path = events_small.out / "2021" / "02" / "events.csv"
     arrow = pacsv.read_csv(path)
     frame = pd.read_csv(path)
-    rows = duckdb.execute(f"select count(*), sum(user_id), count(properties) from read_csv('{path}')").fetchone()
+    rows = duckdb.execute(
+        f"select count(*), sum(user_id), count(properties) from read_csv('{path}')"
+    ).fetchone()
     assert rows is not None
     assert arrow.num_rows == len(frame) == rows[0]
     assert int(frame["user_id"].sum()) == rows[1]
@@ -101,14 +111,21 @@ def test_readers_agree_pyarrow_pandas_duckdb(events_small: GenerateResult) -> No
 
 def test_files_split_by_rows_and_by_size(tmp_path: Path) -> None:
     schema = load_dataset("events")
-    by_rows = generate(schema, tmp_path / "r", GenerateOptions(rows=100_000, file_rows=7000, table_rows={"users": 1000}))
+    by_rows = generate(
+        schema, tmp_path / "r", GenerateOptions(rows=100_000, file_rows=7000, table_rows={"users": 1000})
+    )
     jan = sorted((by_rows.out / "2021" / "01").glob("events-*.csv"))
-    assert jan[0].name == "events-00000.csv" and len(jan) > 1
+    assert jan[0].name == "events-00000.csv"
+    assert len(jan) > 1
     counts = [p.read_bytes().count(b"\n") - 1 for p in jan]
-    assert all(c == 7000 for c in counts[:-1]) and 0 < counts[-1] <= 7000
-    by_size = generate(schema, tmp_path / "s", GenerateOptions(rows=100_000, file_bytes=200_000, table_rows={"users": 1000}))
+    assert all(c == 7000 for c in counts[:-1])
+    assert 0 < counts[-1] <= 7000
+    by_size = generate(
+        schema, tmp_path / "s", GenerateOptions(rows=100_000, file_bytes=200_000, table_rows={"users": 1000})
+    )
     sizes = [f.bytes for f in by_size.manifest.files if f.table == "events"]
-    assert max(sizes) <= 200_000 and len(sizes) > 6
+    assert max(sizes) <= 200_000
+    assert len(sizes) > 6
     total = sum(f.rows or 0 for f in by_size.manifest.files if f.table == "events")
     assert total == 100_000
 

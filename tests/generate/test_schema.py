@@ -48,7 +48,9 @@ def test_unknown_generator_lists_the_valid_ones() -> None:
     msg = err("      age: {type: int, generator: gaussian}")
     assert "tables.users.columns.age" in msg
     assert "unknown generator 'gaussian'" in msg
-    assert "uniform" in msg and "zipf" in msg and "foreign_key" in msg
+    assert "uniform" in msg
+    assert "zipf" in msg
+    assert "foreign_key" in msg
 
 
 def test_unknown_parameter_is_refused_not_ignored() -> None:
@@ -63,7 +65,10 @@ def test_generator_type_mismatch() -> None:
 
 def test_foreign_key_to_missing_table() -> None:
     msg = err("      team: {type: int, generator: foreign_key, references: teams.team_id}")
-    assert msg == "schema.yaml: tables.users.columns.team: references table 'teams', which the schema does not have"
+    assert (
+        msg
+        == "schema.yaml: tables.users.columns.team: references table 'teams', which the schema does not have"
+    )
 
 
 def test_reference_to_missing_column_of_same_row() -> None:

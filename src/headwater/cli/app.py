@@ -74,7 +74,7 @@ def root(
 
 
 def _register() -> None:
-    from headwater.cli import generate, project, storage
+    from headwater.cli import demo, generate, project, storage
     from headwater.cli import warehouse as warehouse_cli
 
     project.register(app)

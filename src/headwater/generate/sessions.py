@@ -106,7 +106,7 @@ def generate_sessions(out: Path, options: SessionOptions, progress: Progress = n
             rel = f"{name}/channels_{f:02d}.bin"
             (out / rel).write_bytes(data)
             records.append(FileRecord(rel, len(data), hashlib.sha256(data).hexdigest(), samples, "sessions"))
-            progress("sessions", len(data), total)
+            progress("sessions bytes", len(data), total)
         text = _metadata(
             rng, name, sample_rate, channels * options.files_per_session, samples, options.files_per_session
         )
