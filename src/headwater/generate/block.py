@@ -141,7 +141,9 @@ def build_block(
         columns, defects = _inject_defects(ctx, spec, columns, parents, dirty, csv_format, protected)
     schema = output_schema(spec, dirty > 0)
     arrays = [_as_output(columns[f.name], spec.columns[f.name], f.type) for f in schema]
-    return Block(pa.RecordBatch.from_arrays(arrays, schema=schema), base, keys, aggregates, defects, n, source_rows)
+    return Block(
+        pa.RecordBatch.from_arrays(arrays, schema=schema), base, keys, aggregates, defects, n, source_rows
+    )
 
 
 def _as_output(values: pa.Array, col: m.ColumnSpec, want: pa.DataType) -> pa.Array:
