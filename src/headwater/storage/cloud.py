@@ -163,7 +163,7 @@ class CloudStore:
                         _read_reporting(fh, source, hasher, progress, task),
                         use_multipart=True,
                         chunk_size=self.options.part_size,
-                        max_concurrency=8,
+                        max_concurrency=4,  # per file; files also run in parallel
                     )
             except StorageError:
                 raise

@@ -13,11 +13,12 @@ READ_BLOCK = 1 << 20
 
 class StreamHasher:
     """Feeds sha256 and MD5 with every block; with ``part_size`` also keeps one MD5 per part, so the
-    multipart ETag an S3 server will compute can be predicted exactly."""
+    multipart ETag an S3 server will compute can be predicted exactly. ``md5=False`` skips MD5 where no
+    server digest will be compared (local folders)."""
 
-    def __init__(self, part_size: int | None = None) -> None:
+    def __init__(self, part_size: int | None = None, *, md5: bool = True) -> None:
         self._sha = hashlib.sha256()
-        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._md5 = hashlib.md5(usedforsecurity=False) if md5 else None
         self._part_size = part_size
         self._part = hashlib.md5(usedforsecurity=False)
         self._part_fill = 0
@@ -27,7 +28,8 @@ class StreamHasher:
     def update(self, block: bytes | bytearray | memoryview) -> None:
         """Add ``block``; part boundaries may fall inside it."""
         self._sha.update(block)
-        self._md5.update(block)
+        if self._md5 is not None:
+            self._md5.update(block)
         self.size += len(block)
         if self._part_size is None:
             return
@@ -52,9 +54,8 @@ class StreamHasher:
             if self._part_fill or not self._parts:
                 self._close_part()
             parts = tuple(self._parts)
-        return Digests(
-            sha256=self._sha.hexdigest(), md5=self._md5.hexdigest(), size=self.size, part_md5s=parts
-        )
+        md5 = self._md5.hexdigest() if self._md5 is not None else ""
+        return Digests(sha256=self._sha.hexdigest(), md5=md5, size=self.size, part_md5s=parts)
 
 
 def iter_hashed(fh: BinaryIO, hasher: StreamHasher, block: int = READ_BLOCK) -> Iterator[bytes]:

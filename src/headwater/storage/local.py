@@ -77,7 +77,7 @@ class LocalStore:
             raise WriteOnceError(
                 f"{key}: already exists in a write-once zone; the original was kept unchanged"
             )
-        hasher = StreamHasher()
+        hasher = StreamHasher(md5=False)
         try:
             fd, tmp = self._open_temp(target)
         except OSError as exc:
@@ -116,7 +116,7 @@ class LocalStore:
             raise StorageError(f"{self._path(key)}: not found") from exc
 
     def get_file(self, key: str, target: Path, *, progress: Progress, task: str) -> Digests:
-        hasher = StreamHasher()
+        hasher = StreamHasher(md5=False)
         tmp = temp_path(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -133,7 +133,7 @@ class LocalStore:
         return hasher.digests()
 
     def read_sha256(self, key: str) -> str:
-        hasher = StreamHasher()
+        hasher = StreamHasher(md5=False)
         try:
             with self._path(key).open("rb") as src:
                 while block := src.read(READ_BLOCK):

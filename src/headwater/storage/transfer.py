@@ -69,9 +69,10 @@ def list_source_files(source: Path) -> list[Path]:
     )
 
 
-def hash_file(path: Path, part_size: int | None) -> Digests:
-    """Digests of a local file in one pass (sha256, MD5 and the per-part MD5s for ``part_size``)."""
-    hasher = StreamHasher(part_size=part_size)
+def hash_file(path: Path, part_size: int | None, *, store_digest: bool = False) -> Digests:
+    """Digests of a local file in one pass: sha256, plus with ``store_digest`` the MD5 and the per-part MD5s
+    for ``part_size`` that an S3 ETag is compared with."""
+    hasher = StreamHasher(part_size=part_size, md5=store_digest)
     with path.open("rb") as fh:
         while block := fh.read(READ_BLOCK):
             hasher.update(block)
@@ -83,7 +84,7 @@ def _accept_existing(
 ) -> bool:
     """Decide about an object already under ``key``: True when it holds these bytes (skip), False when it is
     our own corrupt leftover (deleted, send again); WriteOnceError when it is other bytes in a write-once zone."""
-    digests = hash_file(path, store.part_size)
+    digests = hash_file(path, store.part_size, store_digest=store.server_digest)
     if (info.sha256 is not None and info.sha256 != digests.sha256) or (
         info.sha256 is None and info.size != digests.size
     ):
