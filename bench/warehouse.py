@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -62,12 +63,12 @@ def bench_headwater(url: str, schema: str, base: pa.Table, batch: pa.Table) -> f
     return seconds
 
 
-def bench_dlt(destination: object, dataset: str, base: pa.Table, batch: pa.Table, workdir: Path) -> float:
+def bench_dlt(destination: Any, dataset: str, base: pa.Table, batch: pa.Table, workdir: Path) -> float:
     import dlt
 
     pipeline = dlt.pipeline(
         pipeline_name=f"bench_{dataset}",
-        destination=destination,  # type: ignore[arg-type]
+        destination=destination,
         dataset_name=dataset,
         pipelines_dir=str(workdir / "dlt"),
     )
@@ -116,7 +117,7 @@ def main() -> None:
                 if not args.skip_dlt:
                     import dlt
 
-                    dest = dlt.destinations.duckdb(str(workdir / "dlt.duckdb"))
+                    dest: Any = dlt.destinations.duckdb(str(workdir / "dlt.duckdb"))
                     peer = bench_dlt(dest, "bench", base, batch, workdir)
             else:
                 for schema in ("hw_bench", "hw_bench_restore", "dlt_bench"):
