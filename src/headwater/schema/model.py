@@ -422,7 +422,17 @@ class ColumnSpec(_Spec):
         """In YAML the generator's parameters sit beside the column's own keys; split them here."""
         if not isinstance(data, dict) or "gen" in data:
             return data
-        own = {"type", "null_rate", "unique", "precision", "scale", "format", "timezone", "hidden", "description"}
+        own = {
+            "type",
+            "null_rate",
+            "unique",
+            "precision",
+            "scale",
+            "format",
+            "timezone",
+            "hidden",
+            "description",
+        }
         if "generator" not in data:
             raise ValueError("generator is missing; valid generators: " + ", ".join(GENERATOR_NAMES))
         if data["generator"] not in GENERATOR_NAMES:
