@@ -239,7 +239,8 @@ def mimesis_schema() -> Callable[[int], list[dict[str, Any]]]:
         }
 
     def make(n: int) -> list[dict[str, Any]]:
-        return Schema(schema=row, iterations=n).create()
+        rows: list[dict[str, Any]] = Schema(schema=row, iterations=n).create()
+        return rows
 
     return make
 
