@@ -43,6 +43,7 @@ def test_batch_prefix_follows_the_key_layout() -> None:
     assert prefix.key("part-0.csv") == "landing/events/2021/02/03/20210203T101500Z/part-0.csv"
     assert zone_of(str(prefix)) is Zone.LANDING
     assert zone_of("s3://b/root/working/x") is Zone.WORKING
+    assert zone_of("/home/me/working/data/landing/events/2021/01/31/b") is Zone.LANDING
     with pytest.raises(UsageError, match="dataset"):
         build_batch_prefix(Zone.LANDING, "../up", date(2021, 1, 1), "b")
     with pytest.raises(UsageError, match="zone"):
@@ -180,3 +181,13 @@ def test_open_store_and_url_parsing(tmp_path: Path) -> None:
         parse_location("s3://key:secret@bucket/x")
     with pytest.raises(UsageError, match="scheme"):
         parse_location("ftp://host/x")
+
+
+def test_pull_without_manifest_marks_files_unchecked(tmp_path: Path) -> None:
+    data = write_files(tmp_path / "loose", {"a.csv": 100, "b/c.csv": 5})
+    report = pull_batch(LocalStore(tmp_path / "loose"), tmp_path / "out")
+    assert {o.path: o.status for o in report.files} == {
+        "a.csv": FileStatus.UNCHECKED,
+        "b/c.csv": FileStatus.UNCHECKED,
+    }
+    assert (tmp_path / "out" / "b/c.csv").read_bytes() == data["b/c.csv"]

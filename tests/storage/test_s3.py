@@ -178,3 +178,15 @@ def test_gcs_urls_build_a_gcs_store_without_contacting_it() -> None:
     assert store.url == "gs://my-bucket/root/landing"
     assert not store.server_digest  # GCS ETags are not MD5s: checksum mode reads back
     assert isinstance(store._store, obstore.store.GCSStore)
+
+
+def test_pull_without_manifest_checks_metadata_sha256(
+    tmp_path: Path, moto_server: MotoServer, bucket: str
+) -> None:
+    src = tmp_path / "src"
+    write_files(src, {"x.csv": 1000})
+    store = open_store(s3_location(bucket, "working/nomanifest"), moto_server.options())
+    push_batch(src, store, write_once=False)
+    store.delete(MANIFEST_NAME)
+    report = pull_batch(store, tmp_path / "out")
+    assert [o.status for o in report.files] == [FileStatus.VERIFIED]  # checked against x-amz-meta-sha256

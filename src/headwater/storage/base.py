@@ -34,6 +34,7 @@ class FileStatus(StrEnum):
 
     VERIFIED = "verified"  # sent (or found) and proven by the chosen verify mode
     SKIPPED = "skipped"  # already present and verified; nothing sent
+    UNCHECKED = "unchecked"  # pulled, but neither a manifest nor object metadata recorded a sha256
     PLANNED = "planned"  # --dry-run: would be sent
     FAILED = "failed"
 

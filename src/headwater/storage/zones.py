@@ -57,8 +57,9 @@ def build_batch_prefix(zone: Zone | str, dataset: str, day: date, batch_id: str)
 
 
 def zone_of(prefix: str) -> Zone | None:
-    """The zone a key or prefix lies in, judged by its path segments (the first one named after a zone)."""
-    for part in prefix.strip("/").split("/"):
+    """The zone a key or prefix lies in: the last path segment named after a zone, so a parent folder
+    that happens to be called ``working`` does not hide the ``landing/`` below it."""
+    for part in reversed(prefix.strip("/").split("/")):
         if part in {z.value for z in Zone}:
             return Zone(part)
     return None
