@@ -190,3 +190,16 @@ def test_pull_without_manifest_checks_metadata_sha256(
     store.delete(MANIFEST_NAME)
     report = pull_batch(store, tmp_path / "out")
     assert [o.status for o in report.files] == [FileStatus.VERIFIED]  # checked against x-amz-meta-sha256
+
+
+def test_kms_encryption_makes_checksum_mode_read_back(
+    tmp_path: Path, moto_server: MotoServer, bucket: str
+) -> None:
+    src = tmp_path / "src"
+    write_files(src, {"x.csv": 3000})
+    opts = moto_server.options(encryption=Encryption.KMS, kms_key_id="alias/headwater-test")
+    store = open_store(s3_location(bucket, "landing/kms"), opts)
+    assert not store.server_digest  # SSE-KMS ETags are not MD5s: checksum mode must read the object back
+    assert push_batch(src, store, write_once=True).count(FileStatus.VERIFIED) == 1
+    head = make_s3_client(moto_server.options()).head_object(Bucket=bucket, Key="landing/kms/x.csv")
+    assert head["ServerSideEncryption"] == "aws:kms"
