@@ -191,3 +191,19 @@ def test_pull_without_manifest_marks_files_unchecked(tmp_path: Path) -> None:
         "b/c.csv": FileStatus.UNCHECKED,
     }
     assert (tmp_path / "out" / "b/c.csv").read_bytes() == data["b/c.csv"]
+
+
+def test_progress_reports_every_byte_per_file(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_files(src, SIZES)
+    seen: dict[str, int] = {}
+    totals: dict[str, int | None] = {}
+
+    def record(task: str, advance: int, total: int | None = None) -> None:
+        seen[task] = seen.get(task, 0) + advance
+        if total is not None:
+            totals[task] = total
+
+    push_batch(src, landing_store(tmp_path / "data"), write_once=True, progress=record)
+    assert seen == {f"{name} bytes": size for name, size in SIZES.items()}
+    assert totals == seen

@@ -31,7 +31,7 @@ def _pull_one(
     store: Store, outcome: FileOutcome, target: Path, expected: str | None, progress: Progress
 ) -> None:
     outcome.attempts += 1
-    digests = store.get_file(outcome.path, target, progress=progress, task=outcome.path)
+    digests = store.get_file(outcome.path, target, progress=progress, task=outcome.task)
     tmp = temp_path(target)
     if expected is not None and digests.sha256 != expected:
         tmp.unlink(missing_ok=True)
@@ -82,9 +82,9 @@ def pull_batch(
 
     def run(o: FileOutcome) -> None:
         if o.status is FileStatus.SKIPPED:
-            progress(o.path, o.bytes, o.bytes)
+            progress(o.task, o.bytes, o.bytes)
             return
-        progress(o.path, 0, o.bytes)
+        progress(o.task, 0, o.bytes)
         try:
             call_with_retries(
                 o.key,

@@ -32,6 +32,11 @@ class FileOutcome:
     errors: list[str] = field(default_factory=list)
     error: StorageError | None = None
 
+    @property
+    def task(self) -> str:
+        """The progress task name: the CLI's bar counts bytes for names ending in ``" bytes"``."""
+        return f"{self.path} bytes"
+
 
 @dataclass
 class TransferReport:
@@ -115,9 +120,9 @@ def _push_one(
     if info is not None and _accept_existing(store, outcome.path, info, path, mode, write_once):
         outcome.sha256 = info.sha256 or hash_file(path, None).sha256
         outcome.status = FileStatus.SKIPPED
-        progress(outcome.path, outcome.bytes, outcome.bytes)
+        progress(outcome.task, outcome.bytes, outcome.bytes)
         return
-    result = store.put_file(outcome.path, path, write_once=write_once, progress=progress, task=outcome.path)
+    result = store.put_file(outcome.path, path, write_once=write_once, progress=progress, task=outcome.task)
     try:
         check_object(store, outcome.path, result.digests, mode)
     except IntegrityError:
@@ -167,7 +172,7 @@ def push_batch(
         return report
 
     def run(path: Path, outcome: FileOutcome) -> None:
-        progress(outcome.path, 0, outcome.bytes)
+        progress(outcome.task, 0, outcome.bytes)
         try:
             call_with_retries(
                 outcome.key,
