@@ -17,8 +17,19 @@ import pytest
 
 from headwater.errors import IntegrityError, TransientStorageError
 from headwater.manifest import MANIFEST_NAME
-from headwater.storage import FileStatus, open_store, pull_batch, push_batch, run_janitor, verify_batch
+from headwater.storage import (
+    FileStatus,
+    Location,
+    Scheme,
+    StoreOptions,
+    open_store,
+    pull_batch,
+    push_batch,
+    run_janitor,
+    verify_batch,
+)
 from headwater.storage.admin import make_s3_client
+from headwater.storage.local import LocalStore
 from headwater.storage.retry import RetryPolicy
 from tests.storage.conftest import CREDENTIALS, MotoServer, create_bucket, s3_location, write_files
 from tests.storage.proxy import Direction, Fault, FaultProxy, Plan
@@ -30,14 +41,21 @@ KILL_SEEDS = 20
 KILL_FILES = {f"part-{i}.csv": 2_000_000 for i in range(5)} | {"big.csv": 40_000_000}
 
 
-def run_push(src: Path, dest: str, server: MotoServer, cwd: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        **CREDENTIALS,
-        "HEADWATER_STORAGE__ENDPOINT_URL": server.endpoint,
-        "HEADWATER_STORAGE__REGION": "us-east-1",
-        "HEADWATER_STORAGE__PATH_STYLE": "true",
-    }
+def measure_startup() -> float:
+    """Seconds the CLI takes to import, so kill points can be drawn from the transfer itself."""
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import headwater.cli, headwater.storage.cloud"], check=True)
+    return time.monotonic() - started
+
+
+def run_push(src: Path, dest: str, server: MotoServer | None, cwd: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **CREDENTIALS}
+    if server is not None:
+        env |= {
+            "HEADWATER_STORAGE__ENDPOINT_URL": server.endpoint,
+            "HEADWATER_STORAGE__REGION": "us-east-1",
+            "HEADWATER_STORAGE__PATH_STYLE": "true",
+        }
     env.pop("HEADWATER_PROJECT", None)
     code = "from headwater.cli import main; main()"
     return subprocess.Popen(
@@ -63,13 +81,14 @@ def test_kill_9_at_20_random_points_then_rerun_completes(tmp_path: Path, moto_se
     _, err = probe.communicate(timeout=60)
     assert probe.returncode == 0, err
     full_run = time.monotonic() - started
+    startup = min(measure_startup(), full_run * 0.8)
     killed_midway = 0
     partial_batches = 0
     for seed in range(KILL_SEEDS):
         zone = "landing" if seed % 2 == 0 else "working"
         prefix = f"kill/{zone}/events/2021/01/31/seed-{seed}"
         proc = run_push(src, f"s3://{bucket}/{prefix}", moto_server, tmp_path)
-        time.sleep(random.Random(seed).uniform(0.4, full_run))
+        time.sleep(random.Random(seed).uniform(startup, full_run))
         if proc.poll() is None:
             killed_midway += 1
         proc.send_signal(signal.SIGKILL)
@@ -184,3 +203,52 @@ def test_connection_reset_every_time_gives_up_naming_the_file(
         push_batch(src, store, write_once=True, retry=FAST)
     assert "\n" not in str(info.value)
     assert store.head("x.csv") is None
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_local_push_at_20_random_points_leaves_no_partial_file(tmp_path: Path) -> None:
+    """The local write-once path: temp file, fsync, link without replace. After each of 20 kills every visible
+    file under the batch holds the complete source bytes (and is read-only); the re-run completes, the batch
+    verifies, and the janitor removes the temp files the kills left."""
+    src = tmp_path / "src"
+    data = write_files(src, {f"part-{i}.csv": 12_000_000 for i in range(8)})
+    want = {name: hashlib.sha256(body).hexdigest() for name, body in data.items()}
+    root = tmp_path / "data"
+    started = time.monotonic()
+    probe = run_push(src, str(root / "probe/landing/b"), None, tmp_path)
+    _, err = probe.communicate(timeout=60)
+    assert probe.returncode == 0, err
+    full_run = time.monotonic() - started
+    startup = min(measure_startup(), full_run * 0.8)
+    partial_batches = 0
+    for seed in range(KILL_SEEDS):
+        batch = root / f"landing/events/2021/01/31/seed-{seed}"
+        proc = run_push(src, str(batch), None, tmp_path)
+        time.sleep(random.Random(seed).uniform(startup, full_run))
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+        visible = (
+            [p for p in batch.rglob("*") if p.is_file() and not p.name.startswith(".")]
+            if batch.exists()
+            else []
+        )
+        partial_batches += 0 < len(visible) <= len(data)
+        for path in visible:
+            if path.name == MANIFEST_NAME:
+                assert len(visible) == len(data) + 1, f"seed {seed}: manifest before all files"
+                continue
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == want[path.name], (
+                f"seed {seed}: {path.name}"
+            )
+            assert not path.stat().st_mode & 0o222, f"seed {seed}: {path.name} is writable"
+        rerun = run_push(src, str(batch), None, tmp_path)
+        _, err = rerun.communicate(timeout=60)
+        assert rerun.returncode == 0, f"seed {seed}: {err.decode()}"
+        result = verify_batch(LocalStore(batch))
+        assert result.ok, f"seed {seed}: {result.problems}"
+    print(
+        f"local kill -9: {KILL_SEEDS} seeds, {partial_batches} left a partial batch, full run {full_run:.2f} s"
+    )
+    location = Location(Scheme.FILE, path=root)
+    run_janitor(location, LocalStore(root), StoreOptions(), older_than=timedelta(0))
+    assert not LocalStore(root).find_temp_files()
