@@ -57,7 +57,7 @@ class StoreOptions:
     encryption: Encryption | None = None
     kms_key_id: str | None = None
     part_size: int = 8 << 20
-    max_single_put: int = 1 << 30
+    max_single_put: int = 512 << 20  # write-once files up to this go in one conditional PUT (held in memory)
 
 
 def parse_location(url: str | Path) -> Location:

@@ -86,9 +86,10 @@ def hash_file(path: Path, part_size: int | None, *, store_digest: bool = False) 
 
 def _accept_existing(
     store: Store, key: str, info: ObjectInfo, path: Path, mode: VerifyMode, write_once: bool
-) -> bool:
-    """Decide about an object already under ``key``: True when it holds these bytes (skip), False when it is
-    our own corrupt leftover (deleted, send again); WriteOnceError when it is other bytes in a write-once zone."""
+) -> Digests | None:
+    """Decide about an object already under ``key``: the file's digests when the object holds these bytes
+    (skip it), None when it must be sent (other bytes outside write-once zones, or our own corrupt leftover,
+    which is deleted); WriteOnceError when it is other bytes in a write-once zone."""
     digests = hash_file(path, store.part_size, store_digest=store.server_digest)
     if (info.sha256 is not None and info.sha256 != digests.sha256) or (
         info.sha256 is None and info.size != digests.size
@@ -97,7 +98,7 @@ def _accept_existing(
             raise WriteOnceError(
                 f"{store.url}/{key}: already exists with other bytes in a write-once zone; the original was kept"
             )
-        return False
+        return None
     try:
         check_object(store, key, digests, mode, info)
     except IntegrityError as exc:
@@ -106,10 +107,10 @@ def _accept_existing(
                 raise WriteOnceError(
                     f"{store.url}/{key}: already exists with other bytes in a write-once zone; the original was kept"
                 ) from exc
-            return False
+            return None
         store.delete(key)  # it carries our sha256 but not our bytes: a corrupted send of ours
-        return False
-    return True
+        return None
+    return digests
 
 
 def _push_one(
@@ -117,8 +118,9 @@ def _push_one(
 ) -> None:
     outcome.attempts += 1
     info = store.head(outcome.path)
-    if info is not None and _accept_existing(store, outcome.path, info, path, mode, write_once):
-        outcome.sha256 = info.sha256 or hash_file(path, None).sha256
+    found = _accept_existing(store, outcome.path, info, path, mode, write_once) if info is not None else None
+    if found is not None:
+        outcome.sha256 = found.sha256
         outcome.status = FileStatus.SKIPPED
         progress(outcome.task, outcome.bytes, outcome.bytes)
         return
