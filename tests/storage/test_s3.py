@@ -203,3 +203,22 @@ def test_kms_encryption_makes_checksum_mode_read_back(
     assert push_batch(src, store, write_once=True).count(FileStatus.VERIFIED) == 1
     head = make_s3_client(moto_server.options()).head_object(Bucket=bucket, Key="landing/kms/x.csv")
     assert head["ServerSideEncryption"] == "aws:kms"
+
+
+def test_large_landing_file_uses_a_conditional_multipart_completion(
+    tmp_path: Path, moto_server: MotoServer, bucket: str
+) -> None:
+    src = tmp_path / "src"
+    data = write_files(src, {"big.csv": 11_000_000})
+    opts = moto_server.options(part_size=5 << 20, max_single_put=1 << 20)
+    store = open_store(s3_location(bucket, "landing/mp"), opts)
+    assert push_batch(src, store, write_once=True).count(FileStatus.VERIFIED) == 1
+    client = make_s3_client(opts)
+    assert client.head_object(Bucket=bucket, Key="landing/mp/big.csv")["ETag"].strip('"').endswith("-3")
+    other = tmp_path / "other.csv"
+    other.write_bytes(b"x" * 11_000_000)
+    # straight to the store, past push's own check: the server refuses the completion (If-None-Match: *)
+    with pytest.raises(WriteOnceError, match=r"landing/mp/big\.csv"):
+        store.put_file("big.csv", other, write_once=True, progress=lambda *a, **k: None, task="t")
+    assert store.get_bytes("big.csv") == data["big.csv"]
+    assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")  # the refused upload was aborted

@@ -5,31 +5,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from headwater.errors import StorageError
 from headwater.storage.base import Store
 from headwater.storage.local import LocalStore
-from headwater.storage.location import Location, Scheme, StoreOptions, check_endpoint
+from headwater.storage.s3client import make_s3_client
 
-
-def make_s3_client(options: StoreOptions) -> Any:
-    """A boto3 S3 client for control-plane calls obstore does not offer (versioning, uploads listing)."""
-    check_endpoint(options.endpoint_url, options.allow_insecure_http)
-    import boto3
-    from botocore.config import Config
-
-    config = Config(
-        s3={"addressing_style": "path" if options.path_style else "auto"},
-        retries={"max_attempts": 3, "mode": "standard"},
-    )
-    return boto3.client(
-        "s3",
-        endpoint_url=options.endpoint_url,
-        region_name=options.region,
-        verify=options.ca_bundle if options.ca_bundle else True,
-        config=config,
-    )
+__all__ = ["BucketReport", "JanitorReport", "check_bucket", "make_s3_client", "run_janitor"]
+from headwater.storage.location import Location, Scheme, StoreOptions
 
 
 def _translate(what: str, exc: Exception) -> StorageError:

@@ -6,8 +6,11 @@ complete object or nothing. Larger objects go as multipart uploads, visible only
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -21,8 +24,10 @@ from headwater.progress import Progress
 from headwater.storage.base import METADATA_SHA256, Digests, ObjectInfo, PutResult, temp_path
 from headwater.storage.hashing import READ_BLOCK, StreamHasher, iter_hashed
 from headwater.storage.location import Encryption, Location, Scheme, StoreOptions
+from headwater.storage.s3client import make_s3_client, translate_boto_error
 
 if TYPE_CHECKING:
+    from obstore import PutResult as PutResultDict
     from obstore.store import ClientConfig
 
 
@@ -62,6 +67,7 @@ class CloudStore:
     def __init__(self, location: Location, options: StoreOptions) -> None:
         self.location = location
         self.options = options
+        self._client: Any = None
         retry: Any = {"max_retries": 0, "retry_timeout": timedelta(minutes=10)}
         prefix = location.prefix or None
         try:
@@ -149,8 +155,10 @@ class CloudStore:
             except Exception as exc:
                 raise translate_error(self._name(key), exc) from exc
             progress(task, size)
+        elif write_once and self.location.scheme is Scheme.S3:
+            digests, result = self._put_multipart_create(key, source, progress, task)
         else:
-            if write_once and self.head(key) is not None:  # no conditional multipart in obstore: check first
+            if write_once and self.head(key) is not None:  # GCS: no conditional multipart here, check first
                 raise WriteOnceError(
                     f"{self._name(key)}: already exists in a write-once zone; the original was kept unchanged"
                 )
@@ -172,6 +180,66 @@ class CloudStore:
             digests = hasher.digests()
         etag = result["e_tag"]
         return PutResult(key=key, digests=digests, etag=etag.strip('"') if etag else None)
+
+    def _put_multipart_create(
+        self, key: str, source: Path, progress: Progress, task: str
+    ) -> tuple[Digests, PutResultDict]:
+        """A multipart upload completed with ``If-None-Match: *`` (boto3: obstore cannot set it), so a large
+        write-once object appears whole or not at all and never replaces another. Parts are read, hashed and
+        sent with at most four in flight; on any failure the upload is aborted."""
+        client = self._boto_client()
+        bucket, full_key = self.location.bucket, self.location.child(key)
+        extra: dict[str, str] = {}
+        if self.options.encryption:
+            extra["ServerSideEncryption"] = str(self.options.encryption)
+        if self.options.kms_key_id:
+            extra["SSEKMSKeyId"] = self.options.kms_key_id
+        try:
+            upload_id = client.create_multipart_upload(Bucket=bucket, Key=full_key, **extra)["UploadId"]
+        except Exception as exc:
+            raise translate_boto_error(self._name(key), exc) from exc
+
+        def send(number: int, block: bytes) -> dict[str, Any]:
+            answer = client.upload_part(
+                Bucket=bucket, Key=full_key, UploadId=upload_id, PartNumber=number, Body=block
+            )
+            progress(task, len(block))
+            return {"ETag": answer["ETag"], "PartNumber": number}
+
+        hasher = StreamHasher(part_size=self.options.part_size)
+        try:
+            parts: list[dict[str, Any]] = []
+            pending: deque[Future[dict[str, Any]]] = deque()
+            with source.open("rb") as fh, ThreadPoolExecutor(max_workers=4) as pool:
+                number = 0
+                while block := fh.read(self.options.part_size):
+                    hasher.update(block)
+                    number += 1
+                    pending.append(pool.submit(send, number, block))
+                    if len(pending) >= 4:
+                        parts.append(pending.popleft().result())
+                parts.extend(f.result() for f in pending)
+            answer = client.complete_multipart_upload(
+                Bucket=bucket,
+                Key=full_key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                IfNoneMatch="*",
+            )
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                client.abort_multipart_upload(Bucket=bucket, Key=full_key, UploadId=upload_id)
+            if isinstance(exc, OSError) and not type(exc).__module__.startswith("botocore"):
+                raise StorageError(f"{source}: read failed: {exc.strerror}") from exc
+            if isinstance(exc, Exception):
+                raise translate_boto_error(self._name(key), exc) from exc
+            raise
+        return hasher.digests(), {"e_tag": answer.get("ETag"), "version": answer.get("VersionId")}
+
+    def _boto_client(self) -> Any:
+        if self._client is None:
+            self._client = make_s3_client(self.options)
+        return self._client
 
     def put_bytes(self, key: str, data: bytes, *, write_once: bool) -> None:
         try:
