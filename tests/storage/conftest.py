@@ -75,7 +75,7 @@ def start_moto(extra_args: list[str], scheme: str) -> Iterator[MotoServer]:
         proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def aws_credentials() -> Iterator[None]:
     """Test credentials in the environment, the way a real deployment provides them."""
     saved = {k: os.environ.get(k) for k in CREDENTIALS}

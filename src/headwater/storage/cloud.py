@@ -39,9 +39,22 @@ def translate_error(what: str, exc: Exception) -> StorageError:
         return StorageError(f"{what}: not found")
     if isinstance(exc, obx.PermissionDeniedError | obx.UnauthenticatedError):
         return StorageError(f"{what}: access denied; check the credentials in the environment or profile")
-    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = str(exc)
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if "InvalidCertificate" in text or "certificate verify failed" in text:
+        return StorageError(
+            f"{what}: the endpoint's TLS certificate is not trusted ({_certificate_reason(text)}); "
+            "pass --ca-bundle with the CA that signed it"
+        )
     kind = TransientStorageError if isinstance(exc, obx.GenericError | OSError) else StorageError
     return kind(f"{what}: {type(exc).__name__}: {first[:300]}")
+
+
+def _certificate_reason(text: str) -> str:
+    """The reason rustls gives inside obstore's debug text, e.g. ``UnknownIssuer``."""
+    tail = text.split("InvalidCertificate(", 1)[-1]
+    reason = tail.split(")", 1)[0].strip().strip(",").strip()
+    return reason if reason.isidentifier() else "verification failed"
 
 
 def build_client_options(options: StoreOptions) -> ClientConfig:
