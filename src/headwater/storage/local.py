@@ -7,6 +7,7 @@ import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from headwater.errors import StorageError, WriteOnceError
 from headwater.manifest import fsync_dir
@@ -84,12 +85,7 @@ class LocalStore:
             raise StorageError(f"{target}: cannot create a temp file: {exc.strerror}") from exc
         try:
             with os.fdopen(fd, "wb") as out, source.open("rb") as src:
-                while block := src.read(READ_BLOCK):
-                    hasher.update(block)
-                    out.write(block)
-                    progress(task, len(block))
-                out.flush()
-                os.fsync(out.fileno())
+                _copy_hashed(src, out, hasher, progress, task)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise StorageError(f"{source} -> {target}: write failed: {exc.strerror}") from exc
@@ -121,12 +117,7 @@ class LocalStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             with self._path(key).open("rb") as src, tmp.open("wb") as out:
-                while block := src.read(READ_BLOCK):
-                    hasher.update(block)
-                    out.write(block)
-                    progress(task, len(block))
-                out.flush()
-                os.fsync(out.fileno())
+                _copy_hashed(src, out, hasher, progress, task)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise StorageError(f"{self._path(key)}: read failed: {exc.strerror}") from exc
@@ -157,3 +148,13 @@ class LocalStore:
         """Temp files a killed run left behind (removed by the janitor)."""
         base = self._path(prefix) if prefix else self.root
         return sorted(base.rglob(f"*{TEMP_SUFFIX}")) if base.is_dir() else []
+
+
+def _copy_hashed(src: BinaryIO, out: BinaryIO, hasher: StreamHasher, progress: Progress, task: str) -> None:
+    """Copy ``src`` to ``out`` in one pass, hashing and reporting each block, then fsync ``out``."""
+    while block := src.read(READ_BLOCK):
+        hasher.update(block)
+        out.write(block)
+        progress(task, len(block))
+    out.flush()
+    os.fsync(out.fileno())
