@@ -61,6 +61,68 @@ class GenerateSettings(_Model):
     chunk_rows: int = Field(default=262_144, gt=0)
 
 
+class AlertSettings(_Model):
+    """Where failure alerts go: a Slack-compatible webhook and/or SMTP email. Unset = log only."""
+
+    webhook_url: SecretStr | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "headwater@localhost"
+    smtp_to: list[str] = Field(default_factory=list)
+    timeout: float = Field(default=10.0, gt=0, description="seconds per delivery attempt")
+
+
+class EventsSettings(_Model):
+    """The monthly events pipeline: where ``YYYY/MM/events.csv`` months arrive."""
+
+    source: str = "data/incoming/events"
+    top_n: int = Field(default=10, gt=0)
+
+
+class SessionsSettings(_Model):
+    """Recording sessions: upload checks, the catalog database and the preprocessing function."""
+
+    catalog_url: SecretStr | None = Field(
+        default=None, description="postgresql://... ; unset = the embedded catalog file"
+    )
+    catalog_path: str = "catalog.duckdb"
+    metadata_file: str = "metadata.txt"
+    required_fields: dict[str, Literal["int", "float", "str", "bool", "timestamp"]] = Field(
+        default_factory=dict
+    )
+    max_file_bytes: int = Field(default=4 * 1024**3, gt=0)
+    completion_marker: str = "_COMPLETE"
+    quiet_seconds: float = Field(default=60.0, ge=0)
+    preprocessor: str = "default"
+
+
+class GoodreadsSettings(_Model):
+    """The Goodreads-style ETL: the API to capture from, the local spool and the transform engine."""
+
+    api_url: str = "http://127.0.0.1:8765"
+    rate_per_second: float = Field(default=20.0, gt=0)
+    spool_dir: str = "spool/goodreads"
+    rotate_bytes: int = Field(default=8 * 1024**2, gt=0)
+    rotate_seconds: float = Field(default=30.0, gt=0)
+    engine: Literal["duckdb", "spark"] = "duckdb"
+
+
+class QualitySettings(_Model):
+    """Data quality checks per table (parsed by ``headwater.quality``)."""
+
+    checks: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
+    sample_rows: int = Field(default=20, ge=0)
+
+
+class OrchestrateSettings(_Model):
+    """The Dagster code location: where its instance keeps runs, schedules and sensor state."""
+
+    dagster_home: str = ".dagster"
+
+
 class Settings(_Model):
     """The whole project configuration."""
 
@@ -69,6 +131,12 @@ class Settings(_Model):
     storage: StorageSettings = StorageSettings()
     warehouse: WarehouseSettings = DuckDBWarehouseSettings()
     generate: GenerateSettings = GenerateSettings()
+    alerts: AlertSettings = AlertSettings()
+    events: EventsSettings = EventsSettings()
+    sessions: SessionsSettings = SessionsSettings()
+    goodreads: GoodreadsSettings = GoodreadsSettings()
+    quality: QualitySettings = QualitySettings()
+    orchestrate: OrchestrateSettings = OrchestrateSettings()
 
     def resolve(self, path: str | Path) -> Path:
         """A path from the project file, made absolute relative to the project folder."""

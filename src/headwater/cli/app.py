@@ -74,7 +74,7 @@ def root(
 
 
 def _register() -> None:
-    from headwater.cli import demo, generate, project, storage
+    from headwater.cli import demo, generate, goodreads, project, storage
     from headwater.cli import warehouse as warehouse_cli
 
     project.register(app)
@@ -82,6 +82,7 @@ def _register() -> None:
     demo.register(app)
     storage.register(app)
     warehouse_cli.register(app)
+    goodreads.register(app)
 
 
 _register()

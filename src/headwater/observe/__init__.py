@@ -1,0 +1,1 @@
+"""Observability: failure alerts (webhook, SMTP), structured logs and run metrics."""
