@@ -107,6 +107,9 @@ class GoodreadsSettings(_Model):
     spool_dir: str = "spool/goodreads"
     rotate_bytes: int = Field(default=8 * 1024**2, gt=0)
     rotate_seconds: float = Field(default=30.0, gt=0)
+    page_size: int = Field(default=500, gt=0, le=1000, description="records per API request")
+    push_every_seconds: float = Field(default=60.0, ge=0, description="capture pushes spool files; 0 = off")
+    pushed_retention_hours: float = Field(default=168.0, ge=0, description="keep spool pushed/ this long")
     engine: Literal["duckdb", "spark"] = "duckdb"
 
 

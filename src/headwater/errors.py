@@ -6,6 +6,7 @@ the actual values and, where there is one, the next step.
     ├── SchemaError                a table schema is invalid                         (exit 2)
     ├── UsageError                 arguments that cannot work together               (exit 2)
     ├── DataError                  input data is malformed (names file, row, field)  (exit 3)
+    ├── SourceError                a source (HTTP API) failed or refused, after retries (exit 6)
     ├── StorageError               a read, write or transfer failed                  (exit 4)
     │   ├── IntegrityError         bytes stored differ from bytes sent (checksum)    (exit 4)
     │   ├── WriteOnceError         refused to overwrite a write-once object          (exit 4)
@@ -48,6 +49,12 @@ class DataError(HeadwaterError):
     """Input data is malformed: the message names the file, row and field."""
 
     exit_code = 3
+
+
+class SourceError(HeadwaterError):
+    """A source system (the HTTP API being captured) failed after retries or refused the request."""
+
+    exit_code = 6
 
 
 class StorageError(HeadwaterError):

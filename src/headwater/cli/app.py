@@ -17,7 +17,7 @@ from headwater.errors import HeadwaterError
 
 EXIT_CODES = """\
 Exit codes: 0 success; 1 unexpected error; 2 bad usage, schema or configuration; 3 bad input data;
-4 storage or integrity failure; 5 warehouse failure. Set HEADWATER_DEBUG=1 for tracebacks.
+4 storage or integrity failure; 5 warehouse failure; 6 source (API) failure. Set HEADWATER_DEBUG=1 for tracebacks.
 """
 
 app = typer.Typer(
