@@ -19,6 +19,8 @@ from headwater.errors import ConfigError
 
 PROJECT_FILE = "headwater.yaml"
 ENV_PREFIX = "HEADWATER_"
+# variables that steer the process rather than override a setting
+RESERVED_ENV = frozenset({"HEADWATER_DEBUG", "HEADWATER_PROJECT", "HEADWATER_VENV"})
 
 
 class _Model(BaseModel):
@@ -80,6 +82,9 @@ class EventsSettings(_Model):
 
     source: str = "data/incoming/events"
     top_n: int = Field(default=10, gt=0)
+    timezone: str = Field(default="UTC", description="zone of event_time values written without an offset")
+    memory_limit: str = Field(default="1GB", description="DuckDB memory limit while processing a month")
+    threads: int = Field(default=0, ge=0, description="0 = one per core")
 
 
 class SessionsSettings(_Model):
@@ -88,15 +93,27 @@ class SessionsSettings(_Model):
     catalog_url: SecretStr | None = Field(
         default=None, description="postgresql://... ; unset = the embedded catalog file"
     )
-    catalog_path: str = "catalog.duckdb"
+    catalog_schema: str = Field(default="public", description="PostgreSQL schema of the catalog tables")
+    catalog_path: str = Field(default="catalog.sqlite", description="embedded catalog: SQLite in WAL mode")
     metadata_file: str = "metadata.txt"
     required_fields: dict[str, Literal["int", "float", "str", "bool", "timestamp"]] = Field(
-        default_factory=dict
+        default_factory=lambda: {
+            "subject_id": "str",
+            "fatigue_level": "int",
+            "sample_rate_hz": "int",
+            "channels": "int",
+            "hardware_model": "str",
+        }
     )
     max_file_bytes: int = Field(default=4 * 1024**3, gt=0)
     completion_marker: str = "_COMPLETE"
     quiet_seconds: float = Field(default=60.0, ge=0)
+    quarantine_dir: str = "quarantine/sessions"
     preprocessor: str = "default"
+    claim_timeout: float = Field(
+        default=7200.0, gt=0, description="seconds after which a 'preprocessing' claim counts as abandoned"
+    )
+    workers: int = Field(default=4, ge=1, le=64, description="files transferred in parallel")
 
 
 class GoodreadsSettings(_Model):
@@ -124,6 +141,15 @@ class OrchestrateSettings(_Model):
     """The Dagster code location: where its instance keeps runs, schedules and sensor state."""
 
     dagster_home: str = ".dagster"
+    max_retries: int = Field(default=3, ge=0, description="retries of every step after its first failure")
+    retry_delay: float = Field(
+        default=15.0,
+        ge=0,
+        le=120 / 7,
+        description="base of the exponential backoff: delays of 1x, 3x, 7x this, so at most 2 minutes",
+    )
+    sensor_interval: int = Field(default=30, ge=1, description="seconds between sensor evaluations")
+    failure_sensor_interval: int = Field(default=10, ge=1, description="seconds; alerts within this + delivery")
 
 
 class Settings(_Model):
@@ -166,7 +192,7 @@ def _set_nested(target: dict[str, Any], dotted: list[str], value: Any) -> None:
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name == "HEADWATER_DEBUG":
+        if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV:
             continue
         keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
         if keys:

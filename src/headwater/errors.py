@@ -6,6 +6,7 @@ the actual values and, where there is one, the next step.
     ├── SchemaError                a table schema is invalid                         (exit 2)
     ├── UsageError                 arguments that cannot work together               (exit 2)
     ├── DataError                  input data is malformed (names file, row, field)  (exit 3)
+    │   └── PreprocessError        a recording session's preprocessing failed       (exit 3)
     ├── SourceError                a source (HTTP API) failed or refused, after retries (exit 6)
     ├── StorageError               a read, write or transfer failed                  (exit 4)
     │   ├── IntegrityError         bytes stored differ from bytes sent (checksum)    (exit 4)
@@ -49,6 +50,10 @@ class DataError(HeadwaterError):
     """Input data is malformed: the message names the file, row and field."""
 
     exit_code = 3
+
+
+class PreprocessError(DataError):
+    """A recording session's preprocessing function failed; the session is marked failed with the reason."""
 
 
 class SourceError(HeadwaterError):

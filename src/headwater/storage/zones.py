@@ -11,16 +11,17 @@ from headwater.errors import UsageError
 
 
 class Zone(StrEnum):
-    """The four zones under a project root. Only ``landing`` is write-once."""
+    """The zones under a project root. ``landing`` and ``raw`` (recording sessions) are write-once."""
 
     LANDING = "landing"
+    RAW = "raw"
     WORKING = "working"
     PROCESSED = "processed"
     QUARANTINE = "quarantine"
 
     @property
     def write_once(self) -> bool:
-        return self is Zone.LANDING
+        return self in (Zone.LANDING, Zone.RAW)
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]*$")
