@@ -75,6 +75,7 @@ def root(
 
 def _register() -> None:
     from headwater.cli import demo, generate, goodreads, project, storage
+    from headwater.cli import sessions as sessions_cli
     from headwater.cli import warehouse as warehouse_cli
 
     project.register(app)
@@ -83,6 +84,7 @@ def _register() -> None:
     storage.register(app)
     warehouse_cli.register(app)
     goodreads.register(app)
+    sessions_cli.register(app)
 
 
 _register()
