@@ -75,6 +75,8 @@ def root(
 
 def _register() -> None:
     from headwater.cli import demo, generate, goodreads, project, storage
+    from headwater.cli import events as events_cli
+    from headwater.cli import orchestrate as orchestrate_cli
     from headwater.cli import sessions as sessions_cli
     from headwater.cli import warehouse as warehouse_cli
 
@@ -84,6 +86,8 @@ def _register() -> None:
     storage.register(app)
     warehouse_cli.register(app)
     goodreads.register(app)
+    events_cli.register(app)
+    orchestrate_cli.register(app)
     sessions_cli.register(app)
 
 

@@ -1,0 +1,202 @@
+"""Analyses of processed event months: events per day, month and year; the most active users and
+companies. Computed by DuckDB over the typed Parquet (a few columns read, never the CSV text), returned
+as pandas DataFrames, and written as JSON, CSV, PNG charts and one self-contained HTML page.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from headwater.config import Settings
+from headwater.errors import DataError
+from headwater.events.source import Month
+from headwater.manifest import write_atomic
+
+
+@dataclass
+class EventsAnalysis:
+    """The answers for a range of months."""
+
+    months: list[str]
+    total: int
+    per_day: pd.DataFrame  # day, events
+    per_month: pd.DataFrame  # month, events
+    per_year: pd.DataFrame  # year, events
+    top_users: pd.DataFrame  # user_id, events, share
+    top_companies: pd.DataFrame  # company_id, events, share
+
+    def to_json(self) -> dict[str, Any]:
+        def rows(df: pd.DataFrame) -> list[dict[str, Any]]:
+            out = df.copy()
+            for col in out.columns:
+                if pd.api.types.is_datetime64_any_dtype(out[col]):
+                    out[col] = out[col].dt.strftime("%Y-%m-%d")
+            return [{str(k): _plain(v) for k, v in r.items()} for r in out.to_dict(orient="records")]
+
+        return {
+            "months": self.months,
+            "total": self.total,
+            "per_year": rows(self.per_year),
+            "per_month": rows(self.per_month),
+            "per_day": rows(self.per_day),
+            "top_users": rows(self.top_users),
+            "top_companies": rows(self.top_companies),
+        }
+
+    def write(self, out: Path, *, charts: bool = True) -> list[Path]:
+        """Write ``report.json``, one CSV per answer, PNG charts and ``report.html``; returns the paths."""
+        out.mkdir(parents=True, exist_ok=True)
+        written = [out / "report.json"]
+        write_atomic(written[0], json.dumps(self.to_json(), indent=2).encode())
+        for name in ("per_day", "per_month", "per_year", "top_users", "top_companies"):
+            path = out / f"{name}.csv"
+            buf = io.StringIO()
+            getattr(self, name).to_csv(buf, index=False)
+            write_atomic(path, buf.getvalue().encode())
+            written.append(path)
+        if charts:
+            pngs = self.charts()
+            for name, data in pngs.items():
+                path = out / f"{name}.png"
+                write_atomic(path, data)
+                written.append(path)
+            page = out / "report.html"
+            write_atomic(page, self.html(pngs).encode())
+            written.append(page)
+        return written
+
+    def charts(self) -> dict[str, bytes]:
+        """PNG charts: events per day (line), top users and top companies (horizontal bars)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot as plt
+
+        out: dict[str, bytes] = {}
+        fig, ax = plt.subplots(figsize=(10, 3.2), dpi=110)
+        ax.plot(self.per_day["day"], self.per_day["events"], color="#1f77b4", linewidth=1.4)
+        ax.fill_between(self.per_day["day"], self.per_day["events"], alpha=0.15, color="#1f77b4")
+        ax.set_title(f"Events per day, {self.months[0]} to {self.months[-1]}", loc="left")
+        ax.set_ylabel("events")
+        ax.grid(alpha=0.3)
+        fig.autofmt_xdate()
+        out["per_day"] = _png(fig)
+        plt.close(fig)
+        for name, key in (("top_users", "user_id"), ("top_companies", "company_id")):
+            df = self.__dict__[name].iloc[::-1]
+            fig, ax = plt.subplots(figsize=(6, 0.3 * len(df) + 1.2), dpi=110)
+            ax.barh([str(v) for v in df[key]], df["events"], color="#2ca02c" if "user" in key else "#9467bd")
+            ax.set_title(f"Most active {'users' if 'user' in key else 'companies'}", loc="left")
+            ax.set_xlabel("events")
+            ax.grid(axis="x", alpha=0.3)
+            out[name] = _png(fig)
+            plt.close(fig)
+        return out
+
+    def html(self, pngs: dict[str, bytes]) -> str:
+        def img(name: str) -> str:
+            data = base64.b64encode(pngs[name]).decode()
+            return f'<img alt="{name}" src="data:image/png;base64,{data}">'
+
+        def table(df: pd.DataFrame) -> str:
+            return df.to_html(index=False, border=0, classes="t", float_format=lambda v: f"{v:.2f}")
+
+        title = f"Events {self.months[0]}" + (f" to {self.months[-1]}" if len(self.months) > 1 else "")
+        return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}.t{{border-collapse:collapse}}
+.t td,.t th{{padding:2px 10px;text-align:right}}.t tr:nth-child(even){{background:#f4f4f4}}
+.row{{display:flex;gap:3em;flex-wrap:wrap}}img{{max-width:100%}}</style></head><body>
+<h1>{html.escape(title)}</h1><p>{self.total:,} events.</p>
+{img("per_day")}
+<div class="row"><div><h2>Per year</h2>{table(self.per_year)}</div><div><h2>Per month</h2>{table(self.per_month)}</div></div>
+<div class="row"><div><h2>Most active users</h2>{img("top_users")}{table(self.top_users)}</div>
+<div><h2>Most active companies</h2>{img("top_companies")}{table(self.top_companies)}</div></div>
+</body></html>
+"""
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def analyse_table(events: pa.Table | str, months: list[str], top_n: int = 10) -> EventsAnalysis:
+    """Analyse ``events`` (an Arrow table, or a DuckDB relation expression such as
+    ``read_parquet([...])``) with at least ``event_time``, ``user_id`` and ``company_id``."""
+    con = duckdb.connect()
+    try:
+        if isinstance(events, pa.Table):
+            con.register("hw_events", events)
+            src = "hw_events"
+        else:
+            src = events
+        con.execute(
+            "CREATE TEMP TABLE per_day AS SELECT CAST(event_time AS DATE) AS day, count(*) AS events "
+            f"FROM {src} GROUP BY ALL ORDER BY day"
+        )
+        per_day = con.execute("SELECT * FROM per_day").df()
+        per_month = con.execute(
+            "SELECT strftime(day, '%Y-%m') AS month, sum(events)::BIGINT AS events FROM per_day GROUP BY ALL ORDER BY month"
+        ).df()
+        per_year = con.execute(
+            "SELECT year(day)::INTEGER AS year, sum(events)::BIGINT AS events FROM per_day GROUP BY ALL ORDER BY year"
+        ).df()
+        total = int(per_day["events"].sum()) if len(per_day) else 0
+        tops = {}
+        for key in ("user_id", "company_id"):
+            tops[key] = con.execute(
+                f"SELECT {key}, count(*) AS events, round(100.0 * count(*) / ?, 3) AS share_pct "
+                f"FROM {src} GROUP BY {key} ORDER BY events DESC, {key} LIMIT ?",
+                [max(total, 1), top_n],
+            ).df()
+    finally:
+        con.close()
+    per_day["day"] = pd.to_datetime(per_day["day"])
+    return EventsAnalysis(
+        months=months,
+        total=total,
+        per_day=per_day,
+        per_month=per_month,
+        per_year=per_year,
+        top_users=tops["user_id"],
+        top_companies=tops["company_id"],
+    )
+
+
+def analyse(settings: Settings, months: list[Month], top_n: int | None = None) -> EventsAnalysis:
+    """Analyse processed months (see :func:`headwater.events.run_month`)."""
+    from headwater.events.pipeline import processed_uri
+
+    paths = []
+    for month in months:
+        uri = processed_uri(settings, month)
+        if "://" not in uri and not Path(uri).is_file():
+            raise DataError(
+                f"{uri}: month {month} has not been processed; run: headwater events process --month {month}"
+            )
+        paths.append(uri)
+    quoted = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
+    cols = "event_time, user_id, company_id"
+    return analyse_table(
+        f"(SELECT {cols} FROM read_parquet([{quoted}]))",
+        [str(m) for m in months],
+        top_n or settings.events.top_n,
+    )

@@ -1,0 +1,489 @@
+"""The monthly events pipeline: one ``YYYY/MM/events.csv`` -> typed, cleaned Parquet -> warehouse fact.
+
+Out of core and one pass over the text. DuckDB parses the CSV once with a declared schema
+(``auto_detect`` off, rejects captured) and streams typed rows straight into a working Parquet file under
+a memory limit; everything after that reads the Parquet, never the text again:
+
+1. **parse**: CSV -> ``working/events/<batch>/events.parquet``; lines that do not parse (wrong field
+   count, text in a number, a malformed timestamp) are captured with their line number and raw text.
+2. **validate and dedupe**: required fields present, ``event_time`` inside the month, duplicate
+   ``event_id`` removed keeping the first. The common case costs almost nothing: Parquet statistics
+   prove "no nulls, all inside the month" and one streaming look at ``event_id`` proves "strictly
+   increasing, so unique"; only when that fails are the rows rewritten by an exact SQL pass.
+3. **publish**: the clean file moves to ``processed/events/year=YYYY/month=MM/events.parquet``
+   (atomic rename locally, verified upload to an object store); every rejected row goes to
+   ``quarantine/events/...`` with file, line and reason.
+4. **load**: the month replaces its partition of ``fact_events`` in the warehouse (``replace_partition``),
+   so re-processing a month is idempotent.
+
+Timestamps are normalised to UTC once, at parse time: values with an offset are converted; values
+without one are read in ``events.timezone`` (UTC by default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from headwater.config import Settings
+from headwater.errors import DataError, HeadwaterError
+from headwater.events.source import Month, MonthFile, fetch_local, find_month, store_options
+from headwater.progress import Progress, no_progress
+from headwater.storage import Scheme, open_store, parse_location
+from headwater.warehouse import LoadMode, LoadRequest, LoadResult, warehouse_from_settings
+
+DATASET = "events"
+FACT_TABLE = "fact_events"
+COLUMNS: dict[str, str] = {
+    "event_id": "BIGINT",
+    "event_time": "TIMESTAMPTZ",
+    "user_id": "BIGINT",
+    "company_id": "BIGINT",
+    "event_type": "VARCHAR",
+    "properties": "VARCHAR",
+}
+REQUIRED = ("event_id", "event_time", "user_id", "company_id", "event_type")
+PROCESSED_NAME = "events.parquet"
+ROW_GROUP = 1_000_000
+
+
+@dataclass
+class StageTiming:
+    name: str
+    seconds: float
+    rows: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class MonthReport:
+    """What processing one month did. Every input line is accounted for:
+    ``rows_read == rows_out + rejected_parse + rejected_invalid + duplicates``."""
+
+    month: str
+    source_uri: str
+    batch_id: str
+    bytes_in: int = 0
+    rows_read: int = 0
+    rows_out: int = 0
+    rejected_parse: int = 0
+    rejected_invalid: int = 0
+    duplicates: int = 0
+    processed_uri: str = ""
+    quarantine_uri: str | None = None
+    fast_path: bool = True
+    skipped: bool = False
+    load: dict[str, Any] | None = None
+    stages: list[StageTiming] = field(default_factory=list)
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+    @property
+    def seconds(self) -> float:
+        return sum(s.seconds for s in self.stages)
+
+    @property
+    def quarantined(self) -> int:
+        return self.rejected_parse + self.rejected_invalid + self.duplicates
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["seconds"] = round(self.seconds, 3)
+        out["quarantined"] = self.quarantined
+        out["mb_per_s"] = round(self.bytes_in / 1e6 / self.seconds, 1) if self.seconds else None
+        return out
+
+
+@contextlib.contextmanager
+def _timed(report: MonthReport, name: str) -> Iterator[StageTiming]:
+    stage = StageTiming(name, 0.0)
+    t0 = time.perf_counter()
+    try:
+        yield stage
+    finally:
+        stage.seconds = time.perf_counter() - t0
+        report.stages.append(stage)
+
+
+def work_dir(settings: Settings) -> Path:
+    return settings.resolve(".headwater/work/events")
+
+
+def processed_key(month: Month) -> str:
+    return f"processed/{DATASET}/year={month.year:04d}/month={month.month:02d}/{PROCESSED_NAME}"
+
+
+def processed_uri(settings: Settings, month: Month) -> str:
+    root = settings.storage_root
+    return f"{root.rstrip('/')}/{processed_key(month)}"
+
+
+def _batch_id(found: MonthFile) -> str:
+    return f"events-{found.month}-{found.fingerprint[:12]}"
+
+
+def _connect(settings: Settings, tmp: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(config={"threads": settings.events.threads or os.cpu_count() or 1})
+    tz = settings.events.timezone.replace("'", "")
+    con.execute(f"SET TimeZone = '{tz}'")
+    con.execute(f"SET memory_limit = '{settings.events.memory_limit}'")
+    con.execute(f"SET temp_directory = '{tmp.as_posix()}'")
+    con.execute("SET preserve_insertion_order = true")
+    return con
+
+
+def _sql_str(text: str | Path) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def _check_header(path: Path, shown: str) -> None:
+    with path.open("rb") as fh:
+        first = fh.readline().decode("utf-8", "replace").strip().lstrip("\ufeff")
+    names = [n.strip().strip('"') for n in first.split(",")]
+    if names != list(COLUMNS):
+        raise DataError(
+            f"{shown} line 1: header {','.join(names)!r} differs from the declared columns {','.join(COLUMNS)!r}"
+        )
+
+
+def parse_csv(
+    con: duckdb.DuckDBPyConnection, csv: Path, out: Path, month: Month, *, compression: str = "snappy"
+) -> tuple[int, pa.Table]:
+    """CSV -> typed Parquet in one streaming pass, plus the partition column ``event_month``.
+    Returns (rows written, rejected lines) where the rejects table has ``_hw_line``, ``_hw_reason``
+    and ``_hw_raw``."""
+    columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in COLUMNS.items()) + "}"
+    select = ", ".join(
+        f"CAST({k} AS TIMESTAMP) AS {k}" if v == "TIMESTAMPTZ" else k for k, v in COLUMNS.items()
+    )
+    select += f", DATE '{month.first_day.isoformat()}' AS event_month"
+    con.execute(
+        f"COPY (SELECT {select} FROM read_csv({_sql_str(csv)}, columns = {columns}, header = true, "
+        "auto_detect = false, delim = ',', quote = '\"', escape = '\"', store_rejects = true, "
+        "rejects_table = 'hw_rejects', rejects_scan = 'hw_reject_scans', rejects_limit = 0)) "
+        f"TO {_sql_str(out)} (FORMAT parquet, COMPRESSION {compression}, ROW_GROUP_SIZE {ROW_GROUP})"
+    )
+    rows = pq.ParquetFile(out).metadata.num_rows
+    rejects = con.sql(
+        "SELECT line AS _hw_line, string_agg(DISTINCT error_type || coalesce(' ' || column_name, '') "
+        "|| ': ' || error_message, '; ') AS _hw_reason, any_value(csv_line) AS _hw_raw "
+        "FROM hw_rejects GROUP BY line ORDER BY line"
+    ).to_arrow_table()
+    return rows, rejects
+
+
+def _stats_say_clean(meta: pq.FileMetaData, month: Month) -> bool:
+    """True when Parquet statistics prove: no NULL in a required column, every event_time in the month."""
+    names = meta.schema.names
+    lo, hi = month.first_day, month.next().first_day
+    for g in range(meta.num_row_groups):
+        rg = meta.row_group(g)
+        for col in REQUIRED:
+            stats = rg.column(names.index(col)).statistics
+            if stats is None or not stats.has_null_count or stats.null_count:
+                return False
+        ts = rg.column(names.index("event_time")).statistics
+        if ts is None or not ts.has_min_max:
+            return False
+        if ts.min.date() < lo or ts.max.date() >= hi:
+            return False
+    return True
+
+
+def _ids_strictly_increasing(path: Path) -> bool:
+    """One streaming look at ``event_id``: strictly increasing means no duplicates (the usual log)."""
+    last: int | None = None
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1 << 20, columns=["event_id"]):
+        ids = batch.column(0).to_numpy(zero_copy_only=False)
+        if ids.size == 0:
+            continue
+        if (last is not None and ids[0] <= last) or (ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1]))):
+            return False
+        last = int(ids[-1])
+    return True
+
+
+def _line_numbers(row_numbers: np.ndarray, reject_lines: np.ndarray) -> np.ndarray:
+    """File line of each parsed row (0-based row index among parsed rows), given the sorted lines of the
+    rejected records: row k sits on line k + 2 + (number of rejected lines before it)."""
+    # the i-th rejected line (0-based) comes after (line_i - 2 - i) parsed rows
+    good_before = reject_lines - 2 - np.arange(reject_lines.size)
+    return row_numbers + 2 + np.searchsorted(good_before, row_numbers, side="right")
+
+
+def validate_and_dedupe(
+    con: duckdb.DuckDBPyConnection, parsed: Path, out: Path, month: Month, reject_lines: np.ndarray
+) -> tuple[int, pa.Table, int]:
+    """The exact pass, when statistics could not prove the batch clean. Writes the valid, first-seen rows
+    to ``out`` in file order; returns (rows written, quarantined rows, duplicates)."""
+    lo, hi = month.first_day.isoformat(), month.next().first_day.isoformat()
+    src = f"read_parquet({_sql_str(parsed)}, file_row_number = true)"
+    missing = " ".join(f"WHEN {c} IS NULL THEN '{c}: missing'" for c in REQUIRED)
+    reason = (
+        f"CASE {missing} WHEN event_time < TIMESTAMP '{lo}' OR event_time >= TIMESTAMP '{hi}' "
+        f"THEN 'event_time ' || strftime(event_time, '%Y-%m-%d %H:%M:%S') || ' is outside {month}' END"
+    )
+    con.execute(f"CREATE OR REPLACE TEMP VIEW hw_checked AS SELECT *, {reason} AS _hw_reason FROM {src}")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE hw_first AS SELECT event_id, min(file_row_number) AS first_row "
+        "FROM hw_checked WHERE _hw_reason IS NULL GROUP BY event_id HAVING count(*) > 1"
+    )
+    cols = ", ".join(f"c.{k}" for k in [*COLUMNS, "event_month"])
+    later = (
+        "EXISTS (SELECT 1 FROM hw_first f WHERE f.event_id = c.event_id AND c.file_row_number > f.first_row)"
+    )
+    con.execute(
+        f"COPY (SELECT {cols} FROM hw_checked c WHERE c._hw_reason IS NULL AND NOT {later} "
+        "ORDER BY c.file_row_number) "
+        f"TO {_sql_str(out)} (FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE {ROW_GROUP})"
+    )
+    bad = con.sql(
+        f"SELECT {cols}, c.file_row_number AS _row, coalesce(c._hw_reason, 'duplicate event_id ' || "
+        "c.event_id || ' (first kept at row ' || f.first_row || ')') AS _hw_reason, "
+        "c._hw_reason IS NULL AS _dup, f.first_row AS _first "
+        "FROM hw_checked c LEFT JOIN hw_first f ON f.event_id = c.event_id AND c._hw_reason IS NULL "
+        f"WHERE c._hw_reason IS NOT NULL OR {later} ORDER BY c.file_row_number"
+    ).to_arrow_table()
+    rows = pq.ParquetFile(out).metadata.num_rows
+    dups = int(pa.compute.sum(bad.column("_dup")).as_py() or 0) if bad.num_rows else 0
+    if bad.num_rows:
+        lines = _line_numbers(bad.column("_row").to_numpy(), reject_lines)
+        reasons = bad.column("_hw_reason").to_pylist()
+        firsts = bad.column("_first").to_pylist()
+        fixed = [
+            r
+            if f is None
+            else r.split(" (first kept")[0]
+            + f" (first kept at line {int(_line_numbers(np.array([f]), reject_lines)[0])})"
+            for r, f in zip(reasons, firsts, strict=True)
+        ]
+        bad = (
+            bad.drop_columns(["_row", "_hw_reason", "_dup", "_first", "event_month"])
+            .append_column("_hw_line", pa.array(lines, pa.int64()))
+            .append_column("_hw_reason", pa.array(fixed, pa.string()))
+        )
+    return rows, bad, dups
+
+
+def _publish(settings: Settings, clean: Path, month: Month) -> str:
+    """Move the clean month into the processed zone, replacing an earlier version atomically."""
+    location = parse_location(settings.storage_root)
+    key = processed_key(month)
+    if location.scheme is Scheme.FILE:
+        assert location.path is not None
+        target = location.path / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(clean, target)
+        return str(target)
+    store = open_store(location, store_options(settings))
+    store.put_file(key, clean, write_once=False, progress=no_progress, task="publish bytes")
+    return processed_uri(settings, month)
+
+
+def _quarantine(
+    settings: Settings, batch_id: str, found: MonthFile, rejects: pa.Table, invalid: pa.Table
+) -> str | None:
+    if rejects.num_rows == 0 and invalid.num_rows == 0:
+        return None
+    from headwater.quality.quarantine import quarantine_rows
+
+    uri: str | None = None
+    if rejects.num_rows:
+        entry = quarantine_rows(
+            settings, dataset=DATASET, batch_id=batch_id, rows=rejects,
+            reason="line does not parse", source=found.uri, check="parse",
+        )  # fmt: skip
+        uri = str(getattr(entry, "uri", "") or "") or uri
+    if invalid.num_rows:
+        entry = quarantine_rows(
+            settings, dataset=DATASET, batch_id=batch_id, rows=invalid,
+            reason="invalid row", source=found.uri, check="validate",
+        )  # fmt: skip
+        uri = str(getattr(entry, "uri", "") or "") or uri
+    return uri
+
+
+def _state_file(settings: Settings, month: Month) -> Path:
+    return work_dir(settings) / "state" / f"{month}.json"
+
+
+def _already_done(settings: Settings, found: MonthFile, load: bool) -> MonthReport | None:
+    state = _state_file(settings, found.month)
+    if not state.is_file():
+        return None
+    try:
+        saved = json.loads(state.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+    if saved.get("batch_id") != _batch_id(found) or (load and not saved.get("load")):
+        return None
+    location = parse_location(settings.storage_root)
+    if location.scheme is Scheme.FILE:
+        assert location.path is not None
+        if not (location.path / processed_key(found.month)).is_file():
+            return None
+    report = MonthReport(
+        month=str(found.month), source_uri=found.uri, batch_id=saved["batch_id"], skipped=True
+    )
+    for name in ("bytes_in", "rows_read", "rows_out", "rejected_parse", "rejected_invalid", "duplicates"):
+        setattr(report, name, int(saved.get(name, 0)))
+    report.processed_uri = saved.get("processed_uri", "")
+    report.quarantine_uri = saved.get("quarantine_uri")
+    report.load = saved.get("load")
+    return report
+
+
+def run_month(
+    settings: Settings,
+    month: str | Month,
+    source: str | None = None,
+    *,
+    load: bool = True,
+    force: bool = False,
+    progress: Progress = no_progress,
+) -> MonthReport:
+    """Process one month end to end (parse, validate, dedupe, publish, quarantine, load) and return the
+    report. A month already processed from the same file is skipped unless ``force``."""
+    month = month if isinstance(month, Month) else Month.parse(month)
+    source = source or settings.events.source
+    if "://" not in source:
+        source = str(settings.resolve(source))
+    found = find_month(settings, source, month)
+    if not force:
+        done = _already_done(settings, found, load)
+        if done is not None:
+            return done
+    batch_id = _batch_id(found)
+    report = MonthReport(month=str(month), source_uri=found.uri, batch_id=batch_id, bytes_in=found.size)
+    run_dir = work_dir(settings) / f"{batch_id}-{uuid.uuid4().hex[:8]}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with _timed(report, "fetch") as st:
+            csv, _ = fetch_local(settings, found, work_dir(settings), progress)
+            st.bytes = found.size
+        _check_header(csv, found.uri)
+        con = _connect(settings, run_dir / "tmp")
+        try:
+            parsed = run_dir / "parsed.parquet"
+            with _timed(report, "parse") as st:
+                rows, rejects = parse_csv(con, csv, parsed, month)
+                st.rows, st.bytes = rows, found.size
+                progress("parse bytes", found.size, found.size)
+            report.rejected_parse = rejects.num_rows
+            report.rows_read = rows + rejects.num_rows
+            reject_lines = rejects.column("_hw_line").to_numpy().astype(np.int64)
+            with _timed(report, "validate") as st:
+                clean = parsed
+                invalid = pa.table({})
+                meta = pq.ParquetFile(parsed).metadata
+                if not (_stats_say_clean(meta, month) and _ids_strictly_increasing(parsed)):
+                    report.fast_path = False
+                    clean = run_dir / "clean.parquet"
+                    rows, invalid, report.duplicates = validate_and_dedupe(
+                        con, parsed, clean, month, reject_lines
+                    )
+                    report.rejected_invalid = invalid.num_rows - report.duplicates
+                report.rows_out = rows
+                st.rows = rows
+        finally:
+            con.close()
+        with _timed(report, "quarantine"):
+            report.quarantine_uri = _quarantine(settings, batch_id, found, rejects, invalid)
+        with _timed(report, "publish"):
+            report.processed_uri = _publish(settings, clean, month)
+        if load:
+            with _timed(report, "load") as st:
+                result = load_month(settings, month, batch_id, Path(report.processed_uri), progress)
+                st.rows = result.rows_in
+                report.load = {
+                    "table": FACT_TABLE,
+                    "inserted": result.inserted,
+                    "deleted": result.deleted,
+                    "skipped": result.skipped,
+                }
+        _write_state(settings, report)
+        return report
+    except duckdb.Error as exc:
+        raise DataError(f"{found.uri}: {str(exc).splitlines()[0]}") from exc
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _write_state(settings: Settings, report: MonthReport) -> None:
+    from headwater.manifest import write_atomic
+
+    state = _state_file(settings, Month.parse(report.month))
+    state.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(state, json.dumps(report.to_json(), indent=2, default=str).encode())
+
+
+def load_month(
+    settings: Settings, month: Month, batch_id: str, parquet: Path, progress: Progress = no_progress
+) -> LoadResult:
+    """Replace the month's partition of ``fact_events`` with the processed file (one transaction)."""
+    if "://" in str(parquet):
+        raise HeadwaterError(f"{parquet}: loading from an object store URL needs a local copy first")
+    wh = warehouse_from_settings(settings)
+    request = LoadRequest(
+        table=FACT_TABLE,
+        batch_id=batch_id,
+        mode=LoadMode.REPLACE_PARTITION,
+        partition_column="event_month",
+    )
+    return wh.load(parquet, request, progress)
+
+
+def read_processed(settings: Settings, months: list[Month], columns: list[str] | None = None) -> pa.Table:
+    """The processed rows of ``months`` as one Arrow table (missing months are an error)."""
+    tables = []
+    for month in months:
+        uri = processed_uri(settings, month)
+        if "://" in uri:
+            raise HeadwaterError(f"{uri}: reading processed months from an object store is not supported yet")
+        if not Path(uri).is_file():
+            raise DataError(
+                f"{uri}: month {month} has not been processed; run: headwater events process --month {month}"
+            )
+        tables.append(pq.read_table(uri, columns=columns))
+    return pa.concat_tables(tables) if tables else pa.table({})
+
+
+def process_month(
+    source: str,
+    month: str,
+    *,
+    settings: Settings | None = None,
+    project: Path | None = None,
+    load: bool = True,
+    force: bool = False,
+) -> Any:
+    """Process ``source``/YYYY/MM/events.csv for ``month`` and return the cleaned rows as a pandas
+    DataFrame (``event_time`` as UTC timestamps). The file itself is processed out of core; only the
+    returned frame is held in memory.
+
+        >>> df = process_month("s3://bucket", "2021-01")          # doctest: +SKIP
+    """
+    if settings is None:
+        from headwater.config import load_settings
+
+        settings = load_settings(project)
+    report = run_month(settings, month, source, load=load, force=force)
+    frame = pq.read_table(report.processed_uri).to_pandas() if "://" not in report.processed_uri else None
+    if frame is None:
+        frame = read_processed(settings, [Month.parse(month)]).to_pandas()
+    frame["event_time"] = frame["event_time"].dt.tz_localize("UTC")
+    frame.attrs["report"] = report.to_json()
+    return frame
