@@ -128,6 +128,13 @@ class GoodreadsSettings(_Model):
     push_every_seconds: float = Field(default=60.0, ge=0, description="capture pushes spool files; 0 = off")
     pushed_retention_hours: float = Field(default=168.0, ge=0, description="keep spool pushed/ this long")
     engine: Literal["duckdb", "spark"] = "duckdb"
+    state_dir: str = Field(default="state/goodreads", description="ETL ledger, lock, staging and spill space")
+    retention_hours: float = Field(
+        default=24.0, ge=0, description="keep a batch's working and processed copies this long after its load"
+    )
+    memory_limit: str = Field(default="4GB", description="DuckDB memory limit of the ETL (spills beyond it)")
+    threads: int = Field(default=0, ge=0, description="DuckDB threads of the ETL; 0 = one per core")
+    spark_master: str = Field(default="local[2]", description="Spark master when engine is spark")
 
 
 class QualitySettings(_Model):
