@@ -8,6 +8,7 @@ the actual values and, where there is one, the next step.
     ├── DataError                  input data is malformed (names file, row, field)  (exit 3)
     │   └── PreprocessError        a recording session's preprocessing failed       (exit 3)
     ├── SourceError                a source (HTTP API) failed or refused, after retries (exit 6)
+    ├── QualityGateError           an error-severity check failed: the batch was held back (exit 3)
     ├── StorageError               a read, write or transfer failed                  (exit 4)
     │   ├── IntegrityError         bytes stored differ from bytes sent (checksum)    (exit 4)
     │   ├── WriteOnceError         refused to overwrite a write-once object          (exit 4)
@@ -60,6 +61,13 @@ class SourceError(HeadwaterError):
     """A source system (the HTTP API being captured) failed after retries or refused the request."""
 
     exit_code = 6
+
+
+class QualityGateError(HeadwaterError):
+    """An ``error`` data quality check failed: the batch was not published, its failing rows were
+    quarantined and one alert was sent. The message names the table, batch and failed checks."""
+
+    exit_code = 3
 
 
 class StorageError(HeadwaterError):
