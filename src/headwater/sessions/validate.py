@@ -169,21 +169,21 @@ def _walk(folder: Path, bad: Any) -> list[tuple[str, os.stat_result]]:
         for dirname in list(dirs):
             path = here / dirname
             rel = path.relative_to(folder).as_posix()
-            if dirname.startswith("."):
+            if not _safe_name(dirname):
+                dirs.remove(dirname)
+                bad(repr(rel), "folder name with a path separator, '..' or control characters")
+            elif dirname.startswith("."):
                 dirs.remove(dirname)
             elif path.is_symlink():
                 dirs.remove(dirname)
                 bad(rel, f"symlinked folder (to {os.readlink(path)}); copy the files in instead")
-            elif not _safe_name(dirname):
-                dirs.remove(dirname)
-                bad(rel, "folder name with a path separator, '..' or control characters")
         for filename in sorted(files):
-            if filename.startswith("."):
-                continue
             path = here / filename
             rel = path.relative_to(folder).as_posix()
             if not _safe_name(filename):
-                bad(rel, "file name with a path separator, '..' or control characters")
+                bad(repr(rel), "file name with a path separator, '..' or control characters")
+                continue
+            if filename.startswith("."):
                 continue
             if path.is_symlink():
                 target = path.resolve()
@@ -206,6 +206,7 @@ def _safe_name(name: str) -> bool:
     """A single path segment that cannot climb out or hide: no ``..``, separators or control characters."""
     return (
         name not in ("", ".", "..")
+        and not name.startswith("..")
         and "/" not in name
         and "\\" not in name
         and not any(ord(c) < 32 or ord(c) == 127 for c in name)

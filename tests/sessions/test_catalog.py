@@ -1,0 +1,299 @@
+"""The catalog on both backends (embedded SQLite file and PostgreSQL): rows, typed columns and JSON, promotion,
+claims under concurrency, and queries (including injection attempts)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from headwater.config import Settings
+from headwater.errors import DataError, PreprocessError, UsageError
+from headwater.sessions.catalog import Catalog, open_catalog
+from headwater.sessions.filter import FilterError
+from headwater.sessions.model import BUILTIN_TYPED_FIELDS, FileRef, FileZone, SessionStatus, raw_prefix
+from headwater.sessions.validate import ValidSession
+
+SHA = "ab" * 32
+
+
+def valid(session_id: str, **metadata: Any) -> ValidSession:
+    when = dt.datetime.strptime(session_id, "%Y%m%d_%H%M%S")
+    return ValidSession(session_id, Path("/nowhere") / session_id, when, metadata, ("a.bin",), ("a.bin",), 10)
+
+
+def add(catalog: Catalog, session_id: str, **metadata: Any) -> None:
+    prefix = raw_prefix(session_id)
+    files = [
+        FileRef(FileZone.RAW, f"{prefix}/a.bin", 10, SHA),
+        FileRef(FileZone.RAW, f"{prefix}/metadata.txt", 5, SHA),
+    ]
+    assert catalog.record_upload(valid(session_id, **metadata), files, prefix)
+
+
+@pytest.fixture
+def filled(catalog: Catalog) -> Catalog:
+    add(
+        catalog,
+        "20210201_080000",
+        fatigue_level=3,
+        hardware_model="X200",
+        site="lab-1",
+        room_temperature_c=21.5,
+    )
+    add(
+        catalog,
+        "20210201_093000",
+        fatigue_level=5,
+        hardware_model="X300",
+        site="lab-2",
+        room_temperature_c=23.0,
+    )
+    add(catalog, "20210202_100000", fatigue_level=1, hardware_model="X200", operator="a.khan", lux="bright")
+    add(
+        catalog,
+        "20210305_120000",
+        fatigue_level=4,
+        hardware_model="O'Brien",
+        calibrated=True,
+        room_temperature_c=19,
+    )
+    return catalog
+
+
+def ids(catalog: Catalog, text: str) -> list[str]:
+    return [r.session_id for r in catalog.query(text)]
+
+
+def test_a_session_row_and_its_files_round_trip(filled: Catalog, settings: Settings) -> None:
+    record = filled.get("20210201_080000")
+    assert record is not None
+    assert record.status is SessionStatus.UPLOADED
+    assert record.recorded_at == dt.datetime(2021, 2, 1, 8, 0)
+    assert record.metadata == {
+        "fatigue_level": 3,
+        "hardware_model": "X200",
+        "site": "lab-1",
+        "room_temperature_c": 21.5,
+    }
+    assert [f.name for f in record.files] == ["a.bin", "metadata.txt"]
+    assert record.files[0].uri == f"{settings.storage_root}/raw/sessions/2021/02/01/20210201_080000/a.bin"
+    assert record.raw_bytes == 15
+    assert filled.get("20990101_000000") is None
+    # the same session again changes nothing
+    assert not filled.record_upload(valid("20210201_080000", fatigue_level=9), [], "x")
+    assert filled.get("20210201_080000").metadata["fatigue_level"] == 3  # type: ignore[union-attr]
+    assert [e["status"] for e in filled.events("20210201_080000")] == ["uploaded"]
+
+
+def test_known_fields_are_typed_columns_and_the_rest_json(filled: Catalog) -> None:
+    fields = filled.fields()
+    for name, kind in BUILTIN_TYPED_FIELDS.items():
+        assert fields[name] == kind
+    assert fields["room_temperature_c"] == "json"
+    assert fields["lux"] == "json"
+    assert fields["calibrated"] == "json"
+    assert fields["recorded_at"] == "timestamp"
+    assert "extra" not in fields
+    assert "claim_id" not in fields
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("fatigue_level >= 3", ["20210201_080000", "20210201_093000", "20210305_120000"]),
+        ("fatigue_level >= 3 and hardware_model = 'X200' and recorded_at >= 2021-02-01", ["20210201_080000"]),
+        (
+            "recorded_at >= 2021-02-01T09:00 and recorded_at < 2021-03-01",
+            ["20210201_093000", "20210202_100000"],
+        ),
+        ("recorded_on = 2021-02-01", ["20210201_080000", "20210201_093000"]),
+        ("recorded_at = '2021-02-02 10:00:00'", ["20210202_100000"]),
+        ("site in ('lab-1', 'lab-2')", ["20210201_080000", "20210201_093000"]),
+        ("site not in ('lab-1')", ["20210201_093000"]),
+        ("site is null", ["20210202_100000", "20210305_120000"]),
+        ("operator is not null", ["20210202_100000"]),
+        (
+            "not (hardware_model = 'X200') or fatigue_level = 1",
+            ["20210201_093000", "20210202_100000", "20210305_120000"],
+        ),
+        ("room_temperature_c > 20", ["20210201_080000", "20210201_093000"]),  # json numbers
+        ("room_temperature_c <= 19.0", ["20210305_120000"]),  # a json int compared with a float
+        ("room_temperature_c is null", ["20210202_100000"]),
+        ("lux = 'bright'", ["20210202_100000"]),
+        ("lux = 3", []),  # a json string never equals a number
+        ("calibrated = true", ["20210305_120000"]),
+        ("hardware_model = 'O''Brien'", ["20210305_120000"]),
+        (
+            "status = 'uploaded' and raw_files = 2",
+            ["20210201_080000", "20210201_093000", "20210202_100000", "20210305_120000"],
+        ),
+        ("room_temperature_c in (21.5, 23)", ["20210201_080000", "20210201_093000"]),
+    ],
+)
+def test_queries(filled: Catalog, text: str, expected: list[str]) -> None:
+    assert ids(filled, text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("fatige >= 3", "unknown field 'fatige'; did you mean fatigue_level?"),
+        ("extra = '{}'", "unknown field 'extra'"),
+        ("sqlite_master = 1", "unknown field 'sqlite_master'"),
+        ("fatigue_level = 'high'", "fatigue_level is a number (int); got the text 'high'"),
+        ("hardware_model = 200", "hardware_model is text: quote the value, e.g. '200'"),
+        ("recorded_at >= 5", "recorded_at is a timestamp; got the number 5"),
+        ("recorded_on = 2021-02-01T08:00", "recorded_on is a date"),
+        ("recorded_at >= 'yesterday'", "'yesterday' is not YYYY-MM-DD"),
+        ("status = 'done'", "status 'done' does not exist"),
+        ("calibrated > true", "true/false can only be compared with = or !="),
+        ("room_temperature_c in (1, 'a')", "mix of value types"),
+    ],
+)
+def test_query_errors_name_the_field_and_position(filled: Catalog, text: str, fragment: str) -> None:
+    with pytest.raises(FilterError) as info:
+        filled.query(text)
+    assert fragment in str(info.value)
+    assert "position " in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "hardware_model = 'X200'' OR ''1''=''1'",
+        "hardware_model = 'x''; DROP TABLE sessions; --'",
+        "site = '\\'' or 1=1 --'",
+        "lux = '$.\"x\"'') or 1=1 --'",
+        "hardware_model in ('a'); DELETE FROM sessions",
+        "fatigue_level = 1 union select * from session_files",
+        '"fatigue_level" = 3',
+        "fatigue_level = 3 or 1 = 1",
+    ],
+)
+def test_injection_attempts_are_values_or_errors_never_sql(filled: Catalog, attack: str) -> None:
+    try:
+        found = ids(filled, attack)
+    except FilterError:
+        found = []
+    assert found == []
+    assert len(filled.list_sessions()) == 4  # nothing dropped or deleted
+    assert len(filled.get("20210201_080000").files) == 2  # type: ignore[union-attr]
+
+
+def test_promote_moves_json_values_into_a_typed_column(filled: Catalog) -> None:
+    result = filled.promote("room_temperature_c", "float")
+    assert (result.field, result.sessions, result.version, result.already) == (
+        "room_temperature_c",
+        3,
+        2,
+        False,
+    )
+    assert filled.fields()["room_temperature_c"] == "float"
+    record = filled.get("20210305_120000")
+    assert record is not None
+    assert record.metadata["room_temperature_c"] == 19.0
+    assert ids(filled, "room_temperature_c > 20") == ["20210201_080000", "20210201_093000"]
+    # a new session after the promotion lands in the column
+    add(filled, "20210306_120000", fatigue_level=2, hardware_model="X200", room_temperature_c="24.5")
+    assert ids(filled, "room_temperature_c = 24.5") == ["20210306_120000"]
+    history = filled.history()
+    assert [h["change"] for h in history] == ["create", "promote"]
+    assert history[1]["detail"] == {"field": "room_temperature_c", "type": "float", "sessions": 3}
+    assert filled.promote("room_temperature_c", "float").already
+    with pytest.raises(UsageError, match="already a float column"):
+        filled.promote("room_temperature_c", "int")
+
+
+def test_a_promotion_that_cannot_convert_changes_nothing(filled: Catalog) -> None:
+    add(filled, "20210307_120000", fatigue_level=2, hardware_model="X200", lux=300)
+    with pytest.raises(
+        DataError, match=r"promote lux to float: session 20210202_100000 holds 'bright'.*nothing changed"
+    ):
+        filled.promote("lux", "float")
+    assert filled.fields()["lux"] == "json"
+    assert [h["change"] for h in filled.history()] == ["create"]
+    assert filled.get("20210202_100000").metadata["lux"] == "bright"  # type: ignore[union-attr]
+    assert filled.promote("lux", "str").sessions == 2
+    assert ids(filled, "lux = '300'") == ["20210307_120000"]
+    for bad in ("status", "extra", "9lives", "a-b"):
+        with pytest.raises(UsageError):
+            filled.promote(bad, "int")
+
+
+def test_claims_are_exclusive_and_finished_sessions_stay_finished(filled: Catalog) -> None:
+    sid = "20210201_080000"
+    first = filled.claim(sid, force=False, claim_timeout=3600)
+    assert first.claimed
+    assert first.status is SessionStatus.PREPROCESSING
+    assert first.attempts == 1
+    second = filled.claim(sid, force=True, claim_timeout=3600)
+    assert not second.claimed  # a live claim is never taken, even with force
+    assert filled.pending(3600) == ["20210201_093000", "20210202_100000", "20210305_120000"]
+    files = [FileRef(FileZone.PROCESSED, "processed/x/summary.parquet", 3, SHA)]
+    filled.mark_ready(first, files, "processed/x", "default")
+    record = filled.get(sid)
+    assert record is not None
+    assert record.status is SessionStatus.READY
+    assert [f.key for f in record.files_in(FileZone.PROCESSED)] == ["processed/x/summary.parquet"]
+    assert not filled.claim(sid, force=False, claim_timeout=3600).claimed
+    again = filled.claim(sid, force=True, claim_timeout=3600)
+    assert again.claimed
+    assert again.attempts == 2
+    with pytest.raises(PreprocessError, match="claim was lost"):
+        filled.mark_ready(first, files, "processed/x", "default")  # the old claim no longer holds
+    filled.mark_failed(again, "ValueError: boom")
+    record = filled.get(sid)
+    assert record is not None
+    assert record.status is SessionStatus.FAILED
+    assert record.reason == "ValueError: boom"
+    assert [e["status"] for e in filled.events(sid)] == [
+        "uploaded",
+        "preprocessing",
+        "ready",
+        "preprocessing",
+        "failed",
+    ]
+    assert filled.claim(sid, force=False, claim_timeout=3600).claimed  # a failed session may be retried
+
+
+def test_an_abandoned_claim_is_taken_over_after_the_timeout(filled: Catalog) -> None:
+    sid = "20210201_093000"
+    dead = filled.claim(sid, force=False, claim_timeout=3600)
+    assert dead.claimed
+    assert sid not in filled.pending(3600)
+    assert sid in filled.pending(0.0)  # older than a zero timeout: its worker is presumed dead
+    taken = filled.claim(sid, force=False, claim_timeout=0.0)
+    assert taken.claimed
+    assert taken.claim_id != dead.claim_id
+    with pytest.raises(PreprocessError, match="claim was lost"):
+        filled.mark_failed(dead, "late")
+
+
+def test_racing_claims_have_exactly_one_winner(settings: Settings) -> None:
+    catalog = open_catalog(settings)
+    add(catalog, "20210401_080000", fatigue_level=1, hardware_model="X200")
+    wins: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def race() -> None:
+        mine = open_catalog(settings)  # one catalog (and connection) per worker, as separate processes have
+        barrier.wait()
+        wins.append(mine.claim("20210401_080000", force=False, claim_timeout=3600).claimed)
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(wins) == [False] * 7 + [True]
+
+
+def test_list_by_status_and_limit(filled: Catalog) -> None:
+    claim = filled.claim("20210202_100000", force=False, claim_timeout=3600)
+    filled.mark_failed(claim, "x")
+    assert [r.session_id for r in filled.list_sessions(SessionStatus.FAILED)] == ["20210202_100000"]
+    assert [r.session_id for r in filled.list_sessions(limit=2)] == ["20210202_100000", "20210305_120000"]
