@@ -139,6 +139,25 @@ def _message(check: Check, failing: int, total: int) -> str:
     return f"{of} returned by the query"
 
 
+def row_reason(check: Check) -> str:
+    """Why one row fails ``check``, as written into quarantine's per-row reason."""
+    if isinstance(check, NotNullCheck):
+        return f"NULL in {' or '.join(check.columns)}"
+    if isinstance(check, UniqueCheck):
+        return f"{', '.join(check.columns)} duplicated in the batch"
+    if isinstance(check, AcceptedValuesCheck):
+        return f"{check.column} is not an accepted value"
+    if isinstance(check, RangeCheck):
+        return _message(check, 0, 0).split(" have ", 1)[1]
+    if isinstance(check, RegexCheck):
+        return f"{check.column} does not match /{check.pattern}/"
+    if isinstance(check, CastableCheck):
+        return f"{check.column} is not a valid {check.to}"
+    if isinstance(check, RelationshipsCheck):
+        return f"{check.column} not found in {check.to}"
+    return "selected by the check's query"
+
+
 def _as_utc(value: Any) -> dt.datetime | None:
     """A newest value as an aware UTC datetime (naive = UTC; a date counts until the end of that day)."""
     if value is None:
