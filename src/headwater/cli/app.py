@@ -77,6 +77,7 @@ def _register() -> None:
     from headwater.cli import demo, generate, goodreads, project, storage
     from headwater.cli import events as events_cli
     from headwater.cli import orchestrate as orchestrate_cli
+    from headwater.cli import quality as quality_cli
     from headwater.cli import sessions as sessions_cli
     from headwater.cli import warehouse as warehouse_cli
 
@@ -89,6 +90,7 @@ def _register() -> None:
     events_cli.register(app)
     orchestrate_cli.register(app)
     sessions_cli.register(app)
+    quality_cli.register(app)
 
 
 _register()

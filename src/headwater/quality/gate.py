@@ -177,7 +177,7 @@ def _clean_rows(target: BatchTarget, failing: pa.Table, clean_path: Path | None)
     try:
         if clean_path is not None:
             literal = "'" + str(clean_path).replace("'", "''") + "'"
-            target.con.execute(f"COPY ({sql}) TO {literal} (FORMAT parquet, COMPRESSION zstd)")
+            target.con.execute(f"COPY ({sql}) TO {literal} (FORMAT parquet, COMPRESSION zstd)").fetchall()
             return None
         return target.query(sql)
     finally:

@@ -150,7 +150,7 @@ class BatchTarget:
                 raise UsageError(
                     f"{files[0]}: check Parquet or CSV files (one format per batch), got {', '.join(sorted({f.suffix for f in files}))}"
                 )
-            rows = con.execute("SELECT count(*) FROM _hw_batch").fetchone()
+            rows = con.execute("SELECT count(*) FROM _hw_batch").fetchall()[0]
         except duckdb.Error as exc:
             con.close()
             raise DataError(f"{files[0]}: cannot read: {str(exc).splitlines()[0]}") from exc
