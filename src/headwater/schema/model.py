@@ -495,6 +495,7 @@ class TableSpec(_Spec):
     partition_by: PartitionSpec | None = None
     revisions: RevisionSpec | None = None
     description: str | None = None
+    checks: list[dict[str, Any]] | None = Field(default=None, exclude=True)  # headwater.quality checks
 
     @field_validator("primary_key", mode="before")
     @classmethod
