@@ -5,6 +5,7 @@ import pandas as pd
 
 from headwater.config import Settings
 from headwater.observe.alerts import Alert, send_alert
+from headwater.orchestrate.runner import root_cause
 
 
 def retry_policy(settings: Settings) -> dg.RetryPolicy:
@@ -34,6 +35,9 @@ def failure_alert_sensor(settings: Settings) -> dg.SensorDefinition:
         name="alert_on_run_failure",
         minimum_interval_seconds=settings.orchestrate.failure_sensor_interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
+        # the project's instance holds only this code location; monitoring "all" also covers runs
+        # started in-process by `headwater run`, which carry no code-location origin
+        monitor_all_code_locations=True,
         description="Sends one webhook/email alert per failed run (see alerts: in headwater.yaml).",
     )
     def alert_on_run_failure(context: dg.RunFailureSensorContext) -> None:
@@ -42,7 +46,7 @@ def failure_alert_sensor(settings: Settings) -> dg.SensorDefinition:
         for event in context.get_step_failure_events():
             error = getattr(event.event_specific_data, "error", None)
             if event.step_key and error is not None:
-                step_failures.append(f"{event.step_key}: {str(error.message).strip().splitlines()[-1]}")
+                step_failures.append(f"{event.step_key}: {root_cause(error)}")
         partition = run.tags.get("dagster/partition")
         fields = {"job": run.job_name}
         if partition:

@@ -88,7 +88,6 @@ def build_events(settings: Settings) -> dict[str, list[object]]:
     job = dg.define_asset_job(
         "events_job",
         selection=dg.AssetSelection.groups(GROUP),
-        partitions_def=events_months,
         description="Process one month of events and report on it.",
     )
 

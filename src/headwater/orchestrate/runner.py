@@ -10,6 +10,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from headwater.config import Settings
 from headwater.errors import HeadwaterError, UsageError
@@ -74,6 +75,16 @@ class RunOutcome:
     dagster_home: str
 
 
+def root_cause(error: Any) -> str:
+    """The innermost cause of a Dagster error record, on one line (Dagster wraps user errors)."""
+    if error is None:
+        return "failed"
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    lines = str(getattr(error, "message", error)).strip().splitlines()
+    return lines[0] if lines else "failed"
+
+
 def run_pipeline(settings: Settings, pipeline: str, partition: str | None = None) -> RunOutcome:
     """Run a pipeline's job in this process against the project's Dagster instance (same assets, retry
     policy and checks as the scheduled runs). A dynamic partition is registered first if it is new."""
@@ -83,22 +94,21 @@ def run_pipeline(settings: Settings, pipeline: str, partition: str | None = None
     if partitions and not partition:
         raise UsageError(f"pipeline {pipeline!r} is partitioned: give --partition (e.g. 2021-01)")
     home = dagster_home(settings)
-    os.environ["DAGSTER_HOME"] = str(home)
     import dagster as dg
 
     from headwater.orchestrate.build import build_definitions
 
     defs = build_definitions(settings)
     job = defs.resolve_job_def(job_name)
-    with dg.DagsterInstance.get() as instance:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
         if partitions and partition and not instance.has_dynamic_partition(partitions, partition):
             instance.add_dynamic_partitions(partitions, [partition])
         result = job.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False)
     if not result.success:
         failures = [
-            e.event_specific_data.error.message.strip().splitlines()[-1]  # type: ignore[union-attr]
+            f"{e.step_key}: {root_cause(getattr(e.event_specific_data, 'error', None))}"
             for e in result.all_events
-            if e.is_step_failure and e.event_specific_data is not None
+            if e.is_step_failure
         ]
         raise HeadwaterError(
             f"{pipeline} run {result.run_id} failed: " + ("; ".join(failures) or "see the Dagster UI")
