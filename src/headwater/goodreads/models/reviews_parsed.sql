@@ -1,0 +1,49 @@
+-- Review dates parsed from 'Tue Feb 11 18:08:25 -0800 2020' (fixed width, checked when the batch was
+-- read): the local wall-clock time, and the UTC offset in minutes (-480 here), kept separately.
+-- Text is normalised: whitespace collapsed and trimmed, empty as NULL.
+-- unique: review_id
+SELECT
+    review_id,
+    user_id,
+    book_id,
+    author_id,
+    nullif(trim(regexp_replace(review_text, '\s+', ' ', 'g')), '') AS review_text,
+    review_rating,
+    review_votes,
+    spoiler_flag,
+    nullif(lower(trim(spoiler_state)), '') AS spoiler_state,
+    CAST(
+        substr(review_added_date, 27, 4) || '-'
+        || CASE substr(review_added_date, 5, 3)
+                WHEN 'Jan' THEN '01' WHEN 'Feb' THEN '02' WHEN 'Mar' THEN '03' WHEN 'Apr' THEN '04'
+                WHEN 'May' THEN '05' WHEN 'Jun' THEN '06' WHEN 'Jul' THEN '07' WHEN 'Aug' THEN '08'
+                WHEN 'Sep' THEN '09' WHEN 'Oct' THEN '10' WHEN 'Nov' THEN '11' WHEN 'Dec' THEN '12'
+            END || '-'
+        || substr(review_added_date, 9, 2) || ' ' || substr(review_added_date, 12, 8)
+        AS TIMESTAMP
+    ) AS added_local,
+    CAST(
+        (CASE WHEN substr(review_added_date, 21, 1) = '-' THEN -1 ELSE 1 END)
+        * (CAST(substr(review_added_date, 22, 2) AS INTEGER) * 60 + CAST(substr(review_added_date, 24, 2) AS INTEGER))
+        AS INTEGER
+    ) AS added_offset,
+    CAST(
+        substr(review_updated_date, 27, 4) || '-'
+        || CASE substr(review_updated_date, 5, 3)
+                WHEN 'Jan' THEN '01' WHEN 'Feb' THEN '02' WHEN 'Mar' THEN '03' WHEN 'Apr' THEN '04'
+                WHEN 'May' THEN '05' WHEN 'Jun' THEN '06' WHEN 'Jul' THEN '07' WHEN 'Aug' THEN '08'
+                WHEN 'Sep' THEN '09' WHEN 'Oct' THEN '10' WHEN 'Nov' THEN '11' WHEN 'Dec' THEN '12'
+            END || '-'
+        || substr(review_updated_date, 9, 2) || ' ' || substr(review_updated_date, 12, 8)
+        AS TIMESTAMP
+    ) AS updated_local,
+    CAST(
+        (CASE WHEN substr(review_updated_date, 21, 1) = '-' THEN -1 ELSE 1 END)
+        * (CAST(substr(review_updated_date, 22, 2) AS INTEGER) * 60 + CAST(substr(review_updated_date, 24, 2) AS INTEGER))
+        AS INTEGER
+    ) AS updated_offset,
+    review_read_count,
+    comments_count,
+    nullif(trim(review_url), '') AS review_url,
+    record_create_timestamp
+FROM reviews_latest
