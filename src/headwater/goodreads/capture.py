@@ -1,9 +1,9 @@
 """Capture the Goodreads API into the local spool: rate limited, retried, exactly once across restarts.
 
 :func:`capture` runs one thread per entity. Each asks for the next page after its checkpointed cursor,
-turns the JSON records into CSV rows (vectorised, in the generator's encoding) and commits them to the
-spool (append + fsync, then the checkpoint; see :mod:`headwater.goodreads.spool`) before asking for the
-next page, so records are on disk within milliseconds of receipt. All threads share one
+turns the JSON records into CSV rows (vectorised, in the generator's encoding) and appends them to its
+spool file at once (written and flushed within milliseconds of receipt); the main thread commits them
+(fsync, then the checkpoint; see :mod:`headwater.goodreads.spool`) every ``sync_seconds``. All threads share one
 :class:`~headwater.goodreads.ratelimit.TokenBucket`; a ``429`` pauses the whole bucket for ``Retry-After``.
 Transient failures (5xx, 408, timeouts, refused or reset connections) are retried with exponential backoff
 and jitter (tenacity); other 4xx and malformed records stop the capture with one line naming the page.
@@ -50,7 +50,9 @@ class CaptureOptions:
     """Knobs of one capture run; None means "from the project's ``goodreads:`` settings".
 
     ``attempts`` bounds tries per request for transient failures (None = keep trying, the default with
-    ``follow``); ``push_every`` 0 disables pushing; ``status_every`` is how often ``on_status`` is called."""
+    ``follow``); ``sync_seconds`` bounds how long written records wait for their fsync and checkpoint (0 =
+    after every page); ``push_every`` 0 disables pushing; ``status_every`` is how often ``on_status`` is
+    called."""
 
     rate: float | None = None
     page_size: int | None = None
@@ -59,6 +61,7 @@ class CaptureOptions:
     backoff_initial: float = 0.2
     backoff_max: float = 30.0
     poll_seconds: float = 2.0
+    sync_seconds: float = 0.5
     push_every: float | None = None
     push_workers: int = 4
     status_every: float = 10.0
@@ -319,7 +322,7 @@ def _run_entity(
             if n:
                 where = f"{client.base_url}/{entity.endpoint}?cursor={cursor or ''}"
                 table = records_to_table(entity, page.records, where)
-                spool.commit(encode_rows(table), n, page.next_cursor)
+                spool.append(encode_rows(table), n, page.next_cursor)
                 cursor = page.next_cursor
                 report.rows += n
                 report.pages += 1
@@ -331,7 +334,8 @@ def _run_entity(
             report.caught_up = True
             if not follow:
                 break
-            spool.rotate_if_old()
+            if not spool.rotate_if_old():
+                spool.sync()
             halt.wait(poll_seconds)
     except _Stopped:
         pass
@@ -378,13 +382,23 @@ def capture(
             report = CaptureReport(
                 url, str(layout.root), source, {e.value: EntityReport(e.value) for e in wanted}
             )
-            spools = {}
-            for e in wanted:
-                spool = EntitySpool(
-                    layout, e, rotate_bytes=cfg.rotate_bytes, rotate_seconds=cfg.rotate_seconds
+            spools = {
+                e: EntitySpool(
+                    layout,
+                    e,
+                    rotate_bytes=cfg.rotate_bytes,
+                    rotate_seconds=cfg.rotate_seconds,
+                    sync_seconds=opts.sync_seconds,
                 )
-                report.entities[e.value].recovery = spool.recover(source)
-                spools[e] = spool
+                for e in wanted
+            }
+            try:
+                for e, spool in spools.items():
+                    report.entities[e.value].recovery = spool.recover(source)
+            except BaseException:
+                for spool in spools.values():
+                    spool.release()
+                raise
             errors: list[BaseException] = []
 
             def run(e: Entity) -> None:
@@ -416,6 +430,12 @@ def capture(
                     halt.set()
                     report.stopped = True
                 time.sleep(0.05)
+                try:  # the syncer: written records become durable within sync_seconds
+                    for spool in spools.values():
+                        spool.sync_if_due()
+                except OSError as exc:
+                    errors.append(exc)
+                    halt.set()
                 if on_status is not None and time.monotonic() >= next_status:
                     on_status(counters.status())
                     next_status = time.monotonic() + opts.status_every

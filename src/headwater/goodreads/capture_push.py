@@ -17,11 +17,12 @@ Batches left in ``outbox/`` are finished first, as they are; new files always go
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from headwater.config import Settings
@@ -189,6 +190,7 @@ def send_batch(
     )
     target = layout.pushed / batch_id
     folder.rename(target)
+    os.utime(target)  # the retention clock starts now, however long the batch waited in the outbox
     fsync_dir(layout.pushed)
     fsync_dir(layout.outbox)
     return PushedBatch(
@@ -202,15 +204,15 @@ def send_batch(
     )
 
 
-def prune_pushed(layout: SpoolLayout, retention_hours: float, now: datetime | None = None) -> int:
-    """Delete ``pushed/<batch_id>`` folders older than the retention period; how many went."""
+def prune_pushed(layout: SpoolLayout, retention_hours: float) -> int:
+    """Delete ``pushed/<batch_id>`` folders pushed more than ``retention_hours`` ago (by the folder's
+    modification time, set when the push completed); how many went."""
     if not layout.pushed.is_dir():
         return 0
-    cutoff = (now or datetime.now(UTC)) - timedelta(hours=retention_hours)
+    cutoff = time.time() - retention_hours * 3600
     pruned = 0
     for folder in sorted(layout.pushed.iterdir()):
-        when = batch_time(folder.name)
-        if folder.is_dir() and when is not None and when < cutoff:
+        if folder.is_dir() and batch_time(folder.name) is not None and folder.stat().st_mtime < cutoff:
             shutil.rmtree(folder)
             pruned += 1
     return pruned

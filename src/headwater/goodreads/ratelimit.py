@@ -13,6 +13,8 @@ import threading
 import time
 from collections.abc import Callable
 
+_EPSILON = 1e-9
+
 
 class TokenBucket:
     """``rate`` requests per second on average, at most ``burst`` at once."""
@@ -42,8 +44,8 @@ class TokenBucket:
             if now < self._paused_until:
                 return self._paused_until - now
             self._refill(now)
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
+            if self._tokens >= 1.0 - _EPSILON:  # 0.1 s at 10/s may accrue 0.99999... tokens
+                self._tokens = max(0.0, self._tokens - 1.0)
                 return 0.0
             return (1.0 - self._tokens) / self.rate
 

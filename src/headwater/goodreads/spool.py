@@ -9,20 +9,23 @@ Layout under ``spool_dir``::
     state/<entity>.json                                  the checkpoint of each entity
     capture.lock, push.lock                              one capture, one push at a time
 
-Commit protocol, per page of records (``EntitySpool.commit``):
+Write and commit protocol (``EntitySpool.append`` and ``EntitySpool.sync``):
 
-1. append the page's CSV rows to the open ``.partial`` file, ``flush`` and ``fsync`` it;
-2. replace ``state/<entity>.json`` atomically (temp file, fsync, rename, fsync folder) with the page's
-   ``next_cursor``, the open file's name and its committed length in bytes.
+1. each page's CSV rows are appended to the entity's open ``.partial`` file and flushed at once: the
+   records are in the spool (and survive a crash of the process) within milliseconds of receipt;
+2. at most ``sync_seconds`` later (0.5 s by default; at once with 0), a sync ``fsync``s the file and then
+   replaces ``state/<entity>.json`` atomically (temp file, fsync, rename, fsync folder) with the cursor after
+   the last page written, the open file's name and its length: the commit. A syncer thread runs it on time
+   whatever the fetching thread is doing, so records are durable (power loss included) within a second.
 
 The checkpoint is the truth. On restart (``EntitySpool.recover``) the open file is cut back to the committed
-length (bytes written after the last checkpoint belong to records that will be fetched again from the saved
-cursor), and ``.partial`` files the checkpoint does not name are deleted (a file opened but never
-committed). A file is rotated only right after a commit, so its full length is committed: it is renamed
-into ``closed/`` (folders fsynced) and the checkpoint then forgets it; a crash between the two finds it
-gone from ``open/`` and knows it was closed. A kill -9 at any point therefore loses nothing committed and
-stores nothing twice: every record is in exactly one committed byte range, and records past the checkpoint
-are discarded and replayed.
+length (bytes written after the last commit belong to records that are fetched again from the saved
+cursor), and ``.partial`` files the checkpoint does not name are deleted (opened, never committed). A file
+is rotated (``rotate_bytes`` or ``rotate_seconds``) only after a commit that covers all of it: it is renamed
+into ``closed/`` (folders fsynced) and the checkpoint then forgets it; a crash between the two finds it gone
+from ``open/`` and knows it was closed. A kill -9 at any point therefore loses nothing committed and stores
+nothing twice: every record lies in exactly one committed byte range, and records past the checkpoint are
+discarded and fetched again.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
@@ -175,7 +179,8 @@ class Recovery:
 
 
 class EntitySpool:
-    """The append-only spool of one entity and its checkpoint. One thread uses it at a time."""
+    """The append-only spool of one entity and its checkpoint. The fetching thread appends; a syncer thread
+    may call :meth:`sync` at the same time (a lock keeps them apart)."""
 
     def __init__(
         self,
@@ -184,20 +189,29 @@ class EntitySpool:
         *,
         rotate_bytes: int,
         rotate_seconds: float,
+        sync_seconds: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.layout = layout
         self.entity = entity
         self.rotate_bytes = rotate_bytes
         self.rotate_seconds = rotate_seconds
+        self.sync_seconds = sync_seconds
         self._clock = clock
         self._path = layout.checkpoint_path(entity)
+        self._lock = threading.RLock()
         self.checkpoint = Checkpoint(entity.value)
         self._fh: BinaryIO | None = None
+        self._current: OpenFile | None = None  # the open file as written (committed or not)
+        self._next_seq = 1
+        self._pending_cursor: str | None = None
+        self._pending_rows = 0
+        self._last_sync = clock()
         self.files_closed = 0
 
     @property
     def cursor(self) -> str | None:
+        """The cursor after the last committed page: where a restart resumes."""
         return self.checkpoint.cursor
 
     def recover(self, source: str | None) -> Recovery:
@@ -234,6 +248,7 @@ class EntitySpool:
                         os.fsync(fh.fileno())
                     found.truncated_bytes = size - cp.open.bytes
                 self._fh = partial.open("ab")
+                self._current = cp.open
             else:
                 if layout.find_closed(cp.open.name) is None:
                     log.warning("spool: %s was closed and has left the spool since", cp.open.name)
@@ -243,62 +258,107 @@ class EntitySpool:
         if cp.source is None and source is not None:
             cp = replace(cp, source=source)
         self.checkpoint = cp
+        self._next_seq = cp.next_seq
         fsync_dir(layout.open)
         return found
 
-    def commit(self, rows_csv: bytes, rows: int, next_cursor: str) -> None:
-        """Make ``rows`` records (CSV rows without header) durable and move the cursor past them; rotate the
-        file when it reached ``rotate_bytes`` or ``rotate_seconds``."""
-        cp = self.checkpoint
-        opened = cp.open
-        if opened is None or self._fh is None:
-            now = self._clock()
-            name = spool_file_name(self.entity, datetime.fromtimestamp(now, UTC), cp.next_seq)
-            path = self.layout.open / f"{name}{PARTIAL}"
-            self._fh = path.open("xb")
-            header = csv_header(self.entity)
-            self._fh.write(header)
-            fsync_dir(self.layout.open)
-            opened = OpenFile(name, len(header), 0, now)
-            cp = replace(cp, open=None, next_seq=cp.next_seq + 1)
-        fh = self._fh
-        fh.write(rows_csv)
-        fh.flush()
-        os.fsync(fh.fileno())
-        opened = OpenFile(opened.name, opened.bytes + len(rows_csv), opened.rows + rows, opened.opened_at)
-        cp = replace(cp, open=opened, cursor=next_cursor, rows=cp.rows + rows)
-        write_atomic(self._path, cp.to_json())
-        self.checkpoint = cp
-        if opened.bytes >= self.rotate_bytes:
-            self.close_file()
-        else:
-            self.rotate_if_old()
+    def append(self, rows_csv: bytes, rows: int, next_cursor: str) -> None:
+        """Write ``rows`` records (CSV rows without header) and flush them; commit when a sync is due (at
+        once with ``sync_seconds`` 0); rotate when the file reached ``rotate_bytes`` or ``rotate_seconds``."""
+        with self._lock:
+            if self._fh is None or self._current is None:
+                self._open_new()
+            fh, cur = self._fh, self._current
+            assert fh is not None
+            assert cur is not None
+            fh.write(rows_csv)
+            fh.flush()
+            self._current = OpenFile(cur.name, cur.bytes + len(rows_csv), cur.rows + rows, cur.opened_at)
+            self._pending_cursor = next_cursor
+            self._pending_rows += rows
+            if self._current.bytes >= self.rotate_bytes or self._age() >= self.rotate_seconds:
+                self.close_file()
+            elif self.sync_seconds <= 0 or self._clock() - self._last_sync >= self.sync_seconds:
+                self.sync()
+
+    def _open_new(self) -> None:
+        now = self._clock()
+        name = spool_file_name(self.entity, datetime.fromtimestamp(now, UTC), self._next_seq)
+        self._next_seq += 1
+        self._fh = (self.layout.open / f"{name}{PARTIAL}").open("xb")
+        header = csv_header(self.entity)
+        self._fh.write(header)
+        fsync_dir(self.layout.open)
+        self._current = OpenFile(name, len(header), 0, now)
+
+    def _age(self) -> float:
+        return self._clock() - self._current.opened_at if self._current else 0.0
+
+    def sync(self) -> bool:
+        """Commit what was written: fsync the open file, then replace the checkpoint. False if nothing was
+        pending."""
+        with self._lock:
+            self._last_sync = self._clock()
+            if self._pending_cursor is None or self._fh is None:
+                return False
+            os.fsync(self._fh.fileno())
+            cp = replace(
+                self.checkpoint,
+                open=self._current,
+                cursor=self._pending_cursor,
+                rows=self.checkpoint.rows + self._pending_rows,
+                next_seq=self._next_seq,
+            )
+            write_atomic(self._path, cp.to_json())
+            self.checkpoint = cp
+            self._pending_cursor = None
+            self._pending_rows = 0
+            return True
+
+    def sync_if_due(self) -> bool:
+        """:meth:`sync` when ``sync_seconds`` have passed since the last one."""
+        with self._lock:
+            if self._clock() - self._last_sync >= self.sync_seconds:
+                return self.sync()
+            return False
 
     def rotate_if_old(self) -> bool:
         """Close the open file when it is ``rotate_seconds`` old; True when it did."""
-        opened = self.checkpoint.open
-        if opened is not None and self._clock() - opened.opened_at >= self.rotate_seconds:
-            self.close_file()
-            return True
-        return False
+        with self._lock:
+            if self._current is not None and self._age() >= self.rotate_seconds:
+                self.close_file()
+                return True
+            return False
 
     def close_file(self) -> Path | None:
-        """Rename the open file into ``closed/`` (atomic, folders fsynced) and forget it in the checkpoint."""
-        opened = self.checkpoint.open
-        if opened is None:
-            return None
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-        target = self.layout.closed / opened.name
-        os.rename(self.layout.open / f"{opened.name}{PARTIAL}", target)
-        fsync_dir(self.layout.closed)
-        fsync_dir(self.layout.open)
-        self.checkpoint = replace(self.checkpoint, open=None)
-        write_atomic(self._path, self.checkpoint.to_json())
-        self.files_closed += 1
-        return target
+        """Commit, then rename the open file into ``closed/`` (atomic, folders fsynced) and forget it in the
+        checkpoint."""
+        with self._lock:
+            self.sync()
+            opened = self._current
+            if opened is None:
+                return None
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
+            target = self.layout.closed / opened.name
+            os.rename(self.layout.open / f"{opened.name}{PARTIAL}", target)
+            fsync_dir(self.layout.closed)
+            fsync_dir(self.layout.open)
+            self._current = None
+            self.checkpoint = replace(self.checkpoint, open=None)
+            write_atomic(self._path, self.checkpoint.to_json())
+            self.files_closed += 1
+            return target
 
     def close(self) -> None:
-        """End of capture: close the open file so the push can take it."""
+        """End of capture: commit and close the open file so the push can take it."""
         self.close_file()
+
+    def release(self) -> None:
+        """Let go of the open file's handle and leave everything as it is, uncommitted rows included: the
+        state a crash leaves; the next :meth:`recover` continues from the last commit."""
+        with self._lock:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
