@@ -11,7 +11,8 @@ import typer
 from rich.table import Table
 
 from headwater.cli.console import ByteProgress, console
-from headwater.config import PROJECT_FILE, init_project, load_settings
+from headwater.config import PROJECT_FILE, Settings, init_project, load_settings
+from headwater.events import analyse, discover_months, run_month
 from headwater.generate import GenerateOptions, generate, load_dataset
 from headwater.generate.sessions import SessionOptions, generate_sessions
 from headwater.units import format_bytes
@@ -23,9 +24,8 @@ def demo(
     fresh: Annotated[bool, typer.Option(help="Delete the project's generated data first.")] = True,
 ) -> None:
     """Run the main job on the embedded default: create a project, generate the built-in datasets
-    (events as YYYY/MM/events.csv, goodreads, recording sessions) into its landing folder, print a summary.
-
-    Later pipelines (transfer, events analyses, sessions catalog, goodreads ETL) extend this same command.
+    (events as YYYY/MM/events.csv, goodreads, recording sessions), then run the monthly events pipeline
+    over every month (processed Parquet, quarantine, warehouse fact_events) and print its report.
     """
     if not (project / PROJECT_FILE).exists():
         init_project(project, "headwater-demo")
@@ -37,11 +37,14 @@ def demo(
     summary = Table(title=f"headwater demo: {project}", title_justify="left")
     for col in ("dataset", "tables", "rows", "files", "bytes", "seconds"):
         summary.add_column(col, justify="left" if col in ("dataset", "tables") else "right")
+    events_source = settings.resolve(settings.events.source)
+    if fresh and events_source.exists():
+        shutil.rmtree(events_source)
     with ByteProgress() as bar:
         for name, rows_main in (("events", rows), ("goodreads", rows // 10)):
             result = generate(
                 load_dataset(name),
-                landing / name,
+                events_source if name == "events" else landing / name,
                 GenerateOptions(rows=rows_main, seed=settings.generate.seed, workers=workers),
                 progress=bar,
             )
@@ -68,6 +71,47 @@ def demo(
         )
     console.print(summary)
     console.print(f"data in [bold]{landing}[/]; each dataset folder has a manifest.json with sha256 per file")
+    _events_pipeline(settings, events_source)
+
+
+def _events_pipeline(settings: Settings, source: Path) -> None:
+    """The monthly events pipeline over every generated month, then the report for all of them."""
+    months = [f.month for f in discover_months(settings, str(source))]
+    table = Table(
+        title="events pipeline: YYYY/MM/events.csv -> processed Parquet + fact_events", title_justify="left"
+    )
+    for col in ("month", "rows kept", "quarantined", "MB/s", "seconds"):
+        table.add_column(col, justify="left" if col == "month" else "right")
+    with ByteProgress() as bar:
+        for month in months:
+            r = run_month(settings, month, str(source), force=True, progress=bar)
+            table.add_row(
+                r.month,
+                f"{r.rows_out:,}",
+                f"{r.quarantined:,}",
+                f"{r.bytes_in / 1e6 / r.seconds:.0f}" if r.seconds else "-",
+                f"{r.seconds:.1f}",
+            )
+    console.print(table)
+    result = analyse(settings, months, top_n=5)
+    out = settings.resolve("reports/events")
+    result.write(out)
+    top_users = ", ".join(
+        f"{u} ({n:,})" for u, n in zip(result.top_users["user_id"], result.top_users["events"], strict=True)
+    )
+    top_companies = ", ".join(
+        f"{c} ({n:,})"
+        for c, n in zip(result.top_companies["company_id"], result.top_companies["events"], strict=True)
+    )
+    per_month = ", ".join(
+        f"{m} {n:,}" for m, n in zip(result.per_month["month"], result.per_month["events"], strict=True)
+    )
+    console.print(f"[bold]{result.total:,} events[/]; per month: {per_month}")
+    console.print(f"most active users: {top_users}")
+    console.print(f"most active companies: {top_companies}")
+    console.print(
+        f"report with charts: [bold]{out / 'report.html'}[/] (headwater events report --help for more)"
+    )
 
 
 def register(app: typer.Typer) -> None:
