@@ -1,0 +1,185 @@
+"""Benchmark: one month of events (default 2 GB of CSV) processed by headwater's ``run_month`` against
+the seed's own stack at its best (pandas with the pyarrow CSV engine), Polars streaming, and raw DuckDB
+running the same SQL without headwater. Each contender runs in a fresh process, so its peak RSS is its own.
+
+Every contender does the same job: parse the month with declared types, timestamps to UTC, drop duplicate
+event_ids keeping the first, write Parquet, and compute events per day and the top 10 users and companies.
+
+    ./dev.sh bench events                   # 2 GB month, all contenders
+    ./dev.sh bench events --size 200MB      # a quick run
+    ./dev.sh bench events --size 10GB --only headwater,polars   # the memory bound on a 10 GB month
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from headwater.units import format_bytes, parse_size
+
+CONTENDERS = ("headwater", "pandas", "polars", "duckdb")
+
+# Peak RSS of the contender's own process image: VmHWM resets at exec (ru_maxrss would include the
+# driver's memory from before the exec).
+PRELUDE = """
+def _hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+"""
+
+HEADWATER = """
+import json, sys, time
+from pathlib import Path
+from headwater.config import load_settings
+from headwater.events import Month, analyse, run_month
+settings = load_settings(Path(sys.argv[1]), env={})
+t = time.perf_counter()
+report = run_month(settings, "2021-01", sys.argv[2], load=False, force=True)
+result = analyse(settings, [Month.parse("2021-01")], top_n=10)
+print(json.dumps({"seconds": time.perf_counter() - t, "rows": report.rows_out, "top_user": int(result.top_users["user_id"][0]), "peak_rss": _hwm(),
+                  "stages": {s.name: round(s.seconds, 2) for s in report.stages}}))
+"""
+
+PANDAS = """
+import json, sys, time
+import pandas as pd
+t = time.perf_counter()
+df = pd.read_csv(sys.argv[1], engine="pyarrow", dtype={"event_id": "int64", "user_id": "int64", "company_id": "int64",
+                 "event_type": "string", "properties": "string"})
+df["event_time"] = pd.to_datetime(df["event_time"], format="ISO8601", utc=True)
+df = df.drop_duplicates(subset="event_id", keep="first")
+per_day = df.groupby(df["event_time"].dt.date).size()
+top_users = df["user_id"].value_counts().head(10)
+top_companies = df["company_id"].value_counts().head(10)
+df.to_parquet(sys.argv[2], index=False)
+print(json.dumps({"seconds": time.perf_counter() - t, "rows": len(df), "top_user": int(top_users.index[0]), "peak_rss": _hwm()}))
+"""
+
+POLARS = """
+import json, sys, time
+import polars as pl
+t = time.perf_counter()
+lf = pl.scan_csv(sys.argv[1], schema={"event_id": pl.Int64, "event_time": pl.String, "user_id": pl.Int64,
+                 "company_id": pl.Int64, "event_type": pl.String, "properties": pl.String})
+lf = lf.with_columns(pl.col("event_time").str.to_datetime("%Y-%m-%d %H:%M:%S", time_zone="UTC"))
+lf = lf.unique(subset="event_id", keep="first", maintain_order=True)
+lf.sink_parquet(sys.argv[2])
+out = pl.scan_parquet(sys.argv[2])
+per_day = out.group_by(pl.col("event_time").dt.date()).len().collect(engine="streaming")
+top_users = out.group_by("user_id").len().sort("len", descending=True).head(10).collect(engine="streaming")
+top_companies = out.group_by("company_id").len().sort("len", descending=True).head(10).collect(engine="streaming")
+rows = out.select(pl.len()).collect().item()
+print(json.dumps({"seconds": time.perf_counter() - t, "rows": rows, "top_user": int(top_users["user_id"][0]), "peak_rss": _hwm()}))
+"""
+
+DUCKDB = """
+import json, sys, time
+import duckdb
+t = time.perf_counter()
+con = duckdb.connect()
+con.execute("SET TimeZone = 'UTC'; SET memory_limit = '1GB'")
+con.execute(f'''COPY (SELECT * FROM read_csv('{sys.argv[1]}', header = true, auto_detect = false,
+    columns = {{'event_id': 'BIGINT', 'event_time': 'TIMESTAMPTZ', 'user_id': 'BIGINT', 'company_id': 'BIGINT',
+               'event_type': 'VARCHAR', 'properties': 'VARCHAR'}})
+    QUALIFY row_number() OVER (PARTITION BY event_id) = 1) TO '{sys.argv[2]}' (FORMAT parquet)''')
+src = f"read_parquet('{sys.argv[2]}')"
+per_day = con.execute(f"SELECT CAST(event_time AS DATE) d, count(*) FROM {src} GROUP BY 1").fetchall()
+top_users = con.execute(f"SELECT user_id, count(*) n FROM {src} GROUP BY 1 ORDER BY n DESC LIMIT 10").fetchall()
+top_companies = con.execute(f"SELECT company_id, count(*) n FROM {src} GROUP BY 1 ORDER BY n DESC LIMIT 10").fetchall()
+rows = con.execute(f"SELECT count(*) FROM {src}").fetchone()[0]
+print(json.dumps({"seconds": time.perf_counter() - t, "rows": rows, "top_user": int(top_users[0][0]), "peak_rss": _hwm()}))
+"""
+
+
+def one_month_schema() -> str:
+    """The built-in events dataset with every event in January 2021."""
+    from headwater.generate.engine import __file__ as engine_file
+
+    text = (Path(engine_file).parent / "datasets" / "events.yaml").read_text(encoding="utf-8")
+    return re.sub(r"end: 2021-07-01", "end: 2021-02-01", text)
+
+
+def make_month(folder: Path, size: int) -> Path:
+    from headwater.generate import GenerateOptions, generate
+    from headwater.schema.loader import load_schema_text
+
+    target = folder / "events"
+    csv = target / "2021" / "01" / "events.csv"
+    if csv.is_file() and abs(csv.stat().st_size - size) < size * 0.02:
+        return csv
+    shutil.rmtree(target, ignore_errors=True)
+    schema = load_schema_text(one_month_schema(), "events-one-month.yaml")
+    t = time.perf_counter()
+    generate(schema, target, GenerateOptions(size=size, seed=1, workers=os.cpu_count() or 1))
+    print(
+        f"generated {format_bytes(csv.stat().st_size)} in {time.perf_counter() - t:.1f} s: {csv}", flush=True
+    )
+    return csv
+
+
+def run(name: str, code: str, args: list[str]) -> dict[str, float]:
+    """Run one contender in a fresh interpreter; wall time and peak RSS (VmHWM) from inside."""
+    proc = subprocess.run([sys.executable, "-c", PRELUDE + code, *args], stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} failed with exit code {proc.returncode}")
+    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--size", default="2GB", help="size of the month's CSV (default 2GB)")
+    parser.add_argument("--only", default=",".join(CONTENDERS), help="comma-separated contenders")
+    parser.add_argument("--work", type=Path, default=None, help="folder for data (default: a temp folder)")
+    args = parser.parse_args()
+    size = parse_size(args.size)
+    work = args.work or Path(tempfile.gettempdir()) / "headwater-bench-events"
+    work.mkdir(parents=True, exist_ok=True)
+    csv = make_month(work, size)
+    nbytes = csv.stat().st_size
+    project = work / "project"
+    if not (project / "headwater.yaml").exists():
+        from headwater.config import init_project
+
+        init_project(project, "bench-events")
+    codes = {"headwater": HEADWATER, "pandas": PANDAS, "polars": POLARS, "duckdb": DUCKDB}
+    results: dict[str, dict[str, float]] = {}
+    for name in args.only.split(","):
+        out = work / f"{name}.parquet"
+        argv = [str(project), str(work / "events")] if name == "headwater" else [str(csv), str(out)]
+        print(f"running {name} ...", flush=True)
+        results[name] = run(name, codes[name], argv)
+        out.unlink(missing_ok=True)
+    print(f"\nOne month of events, {format_bytes(nbytes)} of CSV, {os.cpu_count()} cores")
+    print(f"{'contender':<12}{'seconds':>9}{'MB/s':>8}{'peak RSS':>11}{'rows':>13}  top user")
+    for name, r in results.items():
+        print(
+            f"{name:<12}{r['seconds']:>9.1f}{nbytes / 1e6 / r['seconds']:>8.0f}{format_bytes(r['peak_rss']):>11}"
+            f"{int(r['rows']):>13,}  {int(r['top_user'])}"
+        )
+    peers = [results[n]["seconds"] for n in ("pandas", "polars") if n in results]
+    if "headwater" in results and peers:
+        print(
+            f"\nheadwater vs the fastest of pandas and Polars: {min(peers) / results['headwater']['seconds']:.2f}x"
+        )
+    if "headwater" in results and "stages" in results["headwater"]:
+        print(f"headwater stages (s): {results['headwater']['stages']}")
+    used = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(f"(this driver: {format_bytes(used)} peak RSS)")
+
+
+if __name__ == "__main__":
+    main()
