@@ -290,8 +290,9 @@ def dump_checks(checks: Sequence[_Check]) -> list[dict[str, Any]]:
     """Checks as plain YAML-ready dicts (defaults left out), the inverse of :func:`parse_checks`."""
     out = []
     for check in checks:
-        data = check.model_dump(mode="json", exclude_defaults=True)
-        out.append({"type": check.kind.value, **{k: v for k, v in data.items() if k != "type"}})
+        data = check.model_dump(exclude_defaults=True)  # dates stay dates (YAML writes them as such)
+        plain = {k: (v.value if isinstance(v, StrEnum) else v) for k, v in data.items() if k != "type"}
+        out.append({"type": check.kind.value, **plain})
     return out
 
 

@@ -15,6 +15,7 @@ session's catalog.
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
@@ -249,7 +250,10 @@ class SparkTarget:
             self.refs[table] = view
 
     def query(self, sql: str) -> pa.Table:
-        result: pa.Table = self.spark.sql(transpile(sql, Engine.SPARK)).toArrow()
+        with warnings.catch_warnings():  # PySpark warns about pandas/NumPy versions on every conversion
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            result: pa.Table = self.spark.sql(transpile(sql, Engine.SPARK)).toArrow()
         return result
 
     def ref_relation(self, table: str, column: str) -> str:
