@@ -110,12 +110,12 @@ def test_kill_9_of_the_capture_at_random_points_loses_and_duplicates_nothing(tmp
 
 
 def test_kill_9_of_the_push_at_random_points_lands_each_file_once(tmp_path: Path) -> None:
-    """A spool of ~110 small closed files is pushed by the CLI (one worker, so files land one by one) and
+    """A spool of ~70 small closed files is pushed by the CLI (one worker, so files land one by one) and
     killed at a seeded point after it claimed them; a restarted push finishes it. Five seeds, each on a fresh
     copy of the spool and an empty landing zone."""
     template = tmp_path / "template"
-    files = write_closed_files(SpoolLayout(template / "spool").create(), rows_per_file=25)
-    assert files > 80
+    files = write_closed_files(SpoolLayout(template / "spool").create(), rows_per_file=40)
+    assert files > 60
     probe = tmp_path / "probe"
     shutil.copytree(template, probe)
     send_time = push_spool(make_settings(probe), workers=1).seconds
