@@ -155,7 +155,9 @@ def preprocess_session(
 ) -> PreprocessResult:
     """Preprocess one session exactly once (see the module docstring). Returns a no-op result when the
     session is ready (without ``force``) or claimed by a live worker; raises a HeadwaterError (the session
-    marked failed, one alert sent when ``alert``) when the preprocessor or a step after it fails."""
+    marked failed, one alert sent when ``alert``) when the preprocessor or a step after it fails. A
+    preprocessor setting that does not load raises ConfigError before any session is touched."""
+    name, func = load_preprocessor(settings.sessions.preprocessor)
     catalog = catalog or open_catalog(settings)
     claim = catalog.claim(session_id, force=force, claim_timeout=settings.sessions.claim_timeout)
     if claim.status is None:
@@ -167,9 +169,7 @@ def preprocess_session(
         }.get(claim.status, f"status {claim.status}")
         return PreprocessResult(session_id, claim.status, ran=False, message=why)
     started = time.monotonic()
-    name = settings.sessions.preprocessor
     try:
-        name, func = load_preprocessor(settings.sessions.preprocessor)
         record = catalog.get(session_id)
         assert record is not None
         files = _run(settings, record, func, progress)
@@ -313,6 +313,7 @@ def preprocess_pending(
 ) -> list[PreprocessResult]:
     """Preprocess every pending session (``workers`` at a time); a failing one is marked failed and
     reported in its result, the others go on. Never raises for a single session's failure."""
+    load_preprocessor(settings.sessions.preprocessor)  # a bad setting fails here, not once per session
     catalog = open_catalog(settings)
     pending = catalog.pending(settings.sessions.claim_timeout)
 
