@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -155,12 +155,14 @@ class Uploader:
         catalog: Catalog | None = None,
         verify: VerifyMode = VerifyMode.CHECKSUM,
         workers: int | None = None,
+        marker: str | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog or open_catalog(settings)
         self.verify = verify
         self.workers = workers or settings.sessions.workers
-        self.rules = Rules.from_settings(settings.sessions, self.catalog.typed_fields())
+        rules = Rules.from_settings(settings.sessions, self.catalog.typed_fields())
+        self.rules = replace(rules, completion_marker=marker) if marker else rules
         self.quarantine_dir = settings.resolve(settings.sessions.quarantine_dir)
 
     def triage(self, folder: Path) -> SessionUpload | CheckResult:
@@ -307,7 +309,7 @@ def watch_sessions(
     cfg = settings.sessions
     marker = cfg.completion_marker if marker is None else marker
     quiet = cfg.quiet_seconds if quiet_seconds is None else quiet_seconds
-    uploader = Uploader(settings)
+    uploader = Uploader(settings, marker=marker)
     total = UploadReport(source)
     done: set[str] = set()
     retry_at: dict[str, float] = {}
