@@ -37,7 +37,7 @@ def test_process_month_from_an_s3_bucket(clean_project: Settings, moto_events: M
     assert [str(f.month) for f in discover_months(settings, "s3://events-src/raw")] == ["2021-01"]
     df = process_month("s3://events-src/raw", "2021-01", settings=settings, load=False, force=True)
     assert len(df) == df.attrs["report"]["rows_read"]
-    assert len(df) == sum(1 for _ in local.open(encoding="utf-8")) - 1
+    assert len(df) == len(local.read_text(encoding="utf-8").splitlines()) - 1
     assert df.attrs["report"]["source_uri"] == "s3://events-src/raw/2021/01/events.csv"
     assert str(df["event_time"].dt.tz) == "UTC"
 
