@@ -8,6 +8,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.sessions.conftest import make_project, make_sessions
 from typer.testing import CliRunner
@@ -24,7 +25,7 @@ class Run:
     stdout: str
     error: str
 
-    def json(self) -> object:
+    def json(self) -> Any:
         return json.loads(self.stdout)
 
 
@@ -44,31 +45,31 @@ def test_the_daily_flow_end_to_end(tmp_path: Path) -> None:
     ids = [p.name for p in make_sessions(lab, count=3)]
     up = cli(project, "upload", str(lab), "--json")
     assert up.code == 0, up.error
-    assert [s["outcome"] for s in up.json()["sessions"]] == ["uploaded"] * 3  # type: ignore[index]
+    assert [s["outcome"] for s in up.json()["sessions"]] == ["uploaded"] * 3
     pre = cli(project, "preprocess", "--json")
     assert pre.code == 0, pre.error
-    assert [r["status"] for r in pre.json()] == ["ready"] * 3  # type: ignore[union-attr]
+    assert [r["status"] for r in pre.json()] == ["ready"] * 3
     assert cli(project, "preprocess", "--json").json() == []  # nothing new
     forced = cli(project, "preprocess", "--force", ids[0], "--json").json()
-    assert forced[0]["ran"] is True  # type: ignore[index]
+    assert forced[0]["ran"] is True
     found = cli(project, "query", "fatigue_level >= 1 and recorded_at >= 2021-02-01", "--json").json()
-    assert [r["session_id"] for r in found] == ids  # type: ignore[union-attr]
-    assert all(len(r["processed_uris"]) == 2 for r in found)  # type: ignore[union-attr]
+    assert [r["session_id"] for r in found] == ids
+    assert all(len(r["processed_uris"]) == 2 for r in found)
     table = cli(project, "query", "fatigue_level >= 1")
     assert "3 matching session(s)" in table.stdout
     fetched = cli(project, "fetch", "fatigue_level >= 1", "--to", str(tmp_path / "c"), "--json").json()
-    assert [s["fetched"] for s in fetched["sessions"]] == [2, 2, 2]  # type: ignore[index]
+    assert [s["fetched"] for s in fetched["sessions"]] == [2, 2, 2]
     again = cli(project, "fetch", "fatigue_level >= 1", "--to", str(tmp_path / "c"))
     assert "0 files fetched, 6 already present" in again.stdout
     listed = cli(project, "list", "--status", "ready", "--json").json()
-    assert len(listed) == 3  # type: ignore[arg-type]
+    assert len(listed) == 3
     shown = cli(project, "show", ids[0], "--json").json()
-    assert [e["status"] for e in shown["events"]] == [  # type: ignore[index]
+    assert [e["status"] for e in shown["events"]] == [
         "uploaded", "preprocessing", "ready", "preprocessing", "ready"
     ]  # fmt: skip
     assert "metadata" in cli(project, "show", ids[0]).stdout
     fields = cli(project, "fields", "--json").json()
-    assert fields["fields"]["room_temperature_c"] == "json"  # type: ignore[index]
+    assert fields["fields"]["room_temperature_c"] == "json"
     promoted = cli(project, "promote", "room_temperature_c", "--type", "float", "--json").json()
     assert promoted == {
         "field": "room_temperature_c",
@@ -77,7 +78,7 @@ def test_the_daily_flow_end_to_end(tmp_path: Path) -> None:
         "version": 2,
         "already": False,
     }
-    assert cli(project, "fields", "--json").json()["fields"]["room_temperature_c"] == "float"  # type: ignore[index]
+    assert cli(project, "fields", "--json").json()["fields"]["room_temperature_c"] == "float"
 
 
 def test_exit_codes_and_one_line_errors(tmp_path: Path) -> None:
@@ -114,7 +115,7 @@ def test_watch_once_from_cron(tmp_path: Path) -> None:
     (first / "DONE").write_text("")
     run = cli(project, "watch", str(tmp_path / "rig"), "--once", "--marker", "DONE", "--json")
     assert run.code == 0, run.error
-    outcomes = {s["session_id"]: s["outcome"] for s in run.json()["sessions"]}  # type: ignore[index]
+    outcomes = {s["session_id"]: s["outcome"] for s in run.json()["sessions"]}
     assert outcomes == {first.name: "uploaded", second.name: "waiting"}
 
 
