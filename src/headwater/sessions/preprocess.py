@@ -27,7 +27,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, NoReturn
@@ -92,6 +92,7 @@ class PreprocessResult:
     message: str | None = None
     alerted: bool = False
     raw_bytes: int = 0
+    timings: Mapping[str, float] = field(default_factory=dict)  # raw (check/fetch), compute, store seconds
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -101,6 +102,7 @@ class PreprocessResult:
             "seconds": round(self.seconds, 3),
             "message": self.message,
             "alerted": self.alerted,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "files": [{"key": f.key, "uri": f.uri, "bytes": f.bytes, "sha256": f.sha256} for f in self.files],
         }
 
@@ -172,33 +174,51 @@ def preprocess_session(
     try:
         record = catalog.get(session_id)
         assert record is not None
-        files = _run(settings, record, func, progress)
+        timings: dict[str, float] = {}
+        files = _run(settings, record, func, progress, timings)
         catalog.mark_ready(claim, files, processed_prefix(session_id), name)
     except Exception as exc:
         _fail(settings, catalog, claim, name, exc, alert, time.monotonic() - started)
     seconds = time.monotonic() - started
     log.info("session %s: preprocessed by %s in %.1f s, %d files", session_id, name, seconds, len(files))
     return PreprocessResult(
-        session_id, SessionStatus.READY, True, tuple(files), seconds, raw_bytes=record.raw_bytes
+        session_id,
+        SessionStatus.READY,
+        True,
+        tuple(files),
+        seconds,
+        raw_bytes=record.raw_bytes,
+        timings=timings,
     )
 
 
-def _run(settings: Settings, record: SessionRecord, func: Preprocessor, progress: Progress) -> list[FileRef]:
+def _run(
+    settings: Settings,
+    record: SessionRecord,
+    func: Preprocessor,
+    progress: Progress,
+    timings: dict[str, float],
+) -> list[FileRef]:
     meta_name = settings.sessions.metadata_file
     marker = settings.sessions.completion_marker
     raw_names = sorted(f.key.removeprefix(record.raw_prefix + "/") for f in record.files_in(FileZone.RAW))
     data_files = tuple(n for n in raw_names if n not in (meta_name, marker))
     with tempfile.TemporaryDirectory(prefix=f"hw-session-{record.session_id}-") as tmp:
         scratch = Path(tmp)
+        started = time.monotonic()
         folder = _local_raw(settings, record, scratch / "raw", progress)
+        timings["raw"] = time.monotonic() - started
         data = SessionData(
             record.session_id, record.recorded_at, record.metadata, folder, data_files, meta_name
         )
         out_dir = scratch / "out"
         out_dir.mkdir()
+        started = time.monotonic()
         returned = func(data, out_dir)
+        timings["compute"] = time.monotonic() - started
         _check_outputs(record.session_id, returned, out_dir)
         prefix = processed_prefix(record.session_id)
+        started = time.monotonic()
         report = push_batch(
             out_dir,
             prefix_store(settings, prefix),
@@ -207,6 +227,7 @@ def _run(settings: Settings, record: SessionRecord, func: Preprocessor, progress
             workers=settings.sessions.workers,
             meta={"dataset": "sessions", "session": record.session_id},
         )
+        timings["store"] = time.monotonic() - started
     files = []
     for o in report.files:
         assert o.sha256 is not None
