@@ -109,9 +109,16 @@ def test_kill_9_of_the_capture_at_random_points_loses_and_duplicates_nothing(tmp
     assert_landing_matches_spool(tmp_path / "data", spool)
 
 
+def push_started(layout: SpoolLayout, landing: Path, landed: bool) -> bool:
+    """The push claimed files (or, with ``landed``, its first file is in landing)."""
+    if landed:
+        return sum(landing_file_names(landing).values()) > 0
+    return any(layout.outbox.iterdir())
+
+
 def test_kill_9_of_the_push_at_random_points_lands_each_file_once(tmp_path: Path) -> None:
     """A spool of ~70 small closed files is pushed by the CLI (one worker, so files land one by one) and
-    killed at a seeded point after it claimed them; a restarted push finishes it. Five seeds, each on a fresh
+    killed at a seeded point after it claimed them or after its first file landed; a restarted push finishes it. Five seeds, each on a fresh
     copy of the spool and an empty landing zone."""
     template = tmp_path / "template"
     files = write_closed_files(SpoolLayout(template / "spool").create(), rows_per_file=40)
@@ -127,10 +134,12 @@ def test_kill_9_of_the_push_at_random_points_lands_each_file_once(tmp_path: Path
         layout = SpoolLayout(project / "spool")
         proc = cli(project, "goodreads", "push", "--workers", "1", "--json",
                    env={"HEADWATER_GOODREADS__SPOOL_DIR": "spool", "HEADWATER_STORAGE__ROOT": "data"})  # fmt: skip
+        # even seeds: a point after the claim (manifest or send); odd seeds: after the first file landed
         deadline = time.monotonic() + 60
-        while not any(layout.outbox.iterdir()) and proc.poll() is None and time.monotonic() < deadline:
+        while not push_started(layout, project / "data", seed % 2 == 1) and proc.poll() is None \
+                and time.monotonic() < deadline:  # fmt: skip
             time.sleep(0.002)
-        time.sleep(rng.uniform(0.0, send_time))
+        time.sleep(rng.uniform(0.0, send_time / 2))
         interrupted += proc.poll() is None
         proc.kill()
         proc.communicate(timeout=30)
