@@ -4,6 +4,8 @@ claims under concurrency, and queries (including injection attempts)."""
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -297,3 +299,44 @@ def test_list_by_status_and_limit(filled: Catalog) -> None:
     filled.mark_failed(claim, "x")
     assert [r.session_id for r in filled.list_sessions(SessionStatus.FAILED)] == ["20210202_100000"]
     assert [r.session_id for r in filled.list_sessions(limit=2)] == ["20210202_100000", "20210305_120000"]
+
+
+WRITER = """
+import sys, datetime as dt
+from pathlib import Path
+from headwater.config import load_settings
+from headwater.sessions.catalog import open_catalog
+from headwater.sessions.model import FileRef, FileZone, raw_prefix
+from headwater.sessions.validate import ValidSession
+
+catalog = open_catalog(load_settings(Path(sys.argv[1]), env={}))
+day = int(sys.argv[2])
+for i in range(25):
+    sid = f"202104{day:02d}_08{i:02d}00"
+    when = dt.datetime.strptime(sid, "%Y%m%d_%H%M%S")
+    session = ValidSession(sid, Path(sid), when, {"fatigue_level": i % 5}, ("a.bin",), ("a.bin",), 1)
+    prefix = raw_prefix(sid)
+    catalog.record_upload(session, [FileRef(FileZone.RAW, prefix + "/a.bin", 1, "cd" * 32)], prefix)
+    claim = catalog.claim(sid, force=False, claim_timeout=3600)
+    catalog.mark_ready(claim, [], "processed/" + sid, "default")
+    catalog.query("fatigue_level >= 2 and status = 'ready'")
+"""
+
+
+@pytest.mark.slow
+def test_separate_processes_write_and_read_the_catalog_at_once(settings: Settings) -> None:
+    """Like the CLI and the Dagster daemon: three processes writing and querying together, none refused."""
+    open_catalog(settings).setup()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(settings.project_dir), str(day)],
+            stderr=subprocess.PIPE,
+        )
+        for day in (1, 2, 3)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()
+    records = open_catalog(settings).list_sessions(SessionStatus.READY)
+    assert len(records) == 75
+    assert len(open_catalog(settings).query("fatigue_level >= 2")) == 45
