@@ -187,6 +187,8 @@ def check(
             stores.insert(0, HistoryStore.for_settings(settings, wh))
         _show_history(stores, name, as_json)
         return
+    if is_path and not path.exists():
+        raise DataError(f"{path}: not found")
     checks: list[Check]
     if checks_file is not None:
         found = load_checks_file(checks_file, name)
@@ -203,8 +205,6 @@ def check(
         )
     parts = _parse_partition(partition)
     if is_path:
-        if not path.exists():
-            raise DataError(f"{path}: not found")
         opts = {"all_varchar": True} if all_varchar else None
         tgt: BatchTarget | WarehouseTarget = BatchTarget.from_files(
             _files(path), name, refs=_refs(ref), warehouse=wh, csv_options=opts
