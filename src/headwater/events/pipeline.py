@@ -57,6 +57,32 @@ COLUMNS: dict[str, str] = {
     "properties": "VARCHAR",
 }
 REQUIRED = ("event_id", "event_time", "user_id", "company_id", "event_type")
+EVENT_TYPES = (
+    "page_view", "click", "search", "login", "logout", "add_to_cart", "purchase", "share", "comment", "error",
+)  # fmt: skip
+# The checks every month passes before it is published, on top of quality.checks.fact_events.
+DEFAULT_CHECKS: list[dict[str, Any]] = [
+    {"type": "not_null", "name": "required_fields", "columns": list(REQUIRED)},
+    {"type": "unique", "name": "event_id_unique", "columns": ["event_id"]},
+    {"type": "row_count", "name": "not_empty", "min": 1},
+    {"type": "row_count", "name": "volume_change", "max_change_pct": 80, "severity": "warn"},
+    {"type": "accepted_values", "name": "known_event_type", "column": "event_type", "values": list(EVENT_TYPES),
+     "severity": "warn"},
+    {"type": "range", "name": "positive_ids", "column": "user_id", "min": 1},
+]  # fmt: skip
+
+
+def fact_checks(settings: Settings) -> list[Any]:
+    """The gate's checks for ``fact_events``: the defaults plus ``quality.checks.fact_events``
+    (a declared check with a default's name replaces it)."""
+    from headwater.quality import checks_for_table, parse_checks
+
+    declared = checks_for_table(settings, FACT_TABLE)
+    names = {c.name for c in declared}
+    defaults = [c for c in parse_checks(DEFAULT_CHECKS, "events defaults") if c.name not in names]
+    return [*defaults, *declared]
+
+
 PROCESSED_NAME = "events.parquet"
 ROW_GROUP = 1_000_000
 
@@ -88,6 +114,9 @@ class MonthReport:
     fast_path: bool = True
     skipped: bool = False
     load: dict[str, Any] | None = None
+    held: bool = False
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    gate: str = ""
     stages: list[StageTiming] = field(default_factory=list)
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
@@ -402,6 +431,29 @@ def run_month(
             con.close()
         with _timed(report, "quarantine"):
             report.quarantine_uri = _quarantine(settings, batch_id, found, rejects, invalid)
+        with _timed(report, "checks"):
+            from headwater.quality import gate_batch
+
+            gate = gate_batch(
+                settings, FACT_TABLE, clean, dataset=DATASET, batch_id=batch_id, partition=str(month),
+                warehouse=warehouse_from_settings(settings) if load else None, checks=fact_checks(settings),
+                source=found.uri,
+            )  # fmt: skip
+            report.checks = [
+                {
+                    "name": r.name,
+                    "severity": str(r.severity),
+                    "passed": r.passed,
+                    "failing": r.failing_count,
+                    "message": r.message,
+                }
+                for r in gate.report.results
+            ]
+            report.gate = gate.summary()
+        if gate.held:
+            report.held = True
+            _write_state(settings, report)
+            return report
         with _timed(report, "publish"):
             report.processed_uri = _publish(settings, clean, month)
         if load:

@@ -15,6 +15,7 @@ import dagster as dg
 
 from headwater.config import Settings
 from headwater.events import Month, analyse, discover_months, run_month
+from headwater.events.pipeline import fact_checks
 from headwater.orchestrate.common import markdown_table, retry_policy
 
 PARTITIONS = "events_months"
@@ -29,23 +30,51 @@ def _source(settings: Settings) -> str:
 
 def build_events(settings: Settings) -> dict[str, list[object]]:
     policy = retry_policy(settings)
+    checks = fact_checks(settings)
+    specs = [
+        dg.AssetCheckSpec(
+            name=c.name or c.type,
+            asset="events_month",
+            blocking=str(c.severity) == "error",
+            description=f"{c.type} ({c.severity}): gate before the month is published",
+        )
+        for c in checks
+    ]
 
     @dg.asset(
         name="events_month",
         group_name=GROUP,
         partitions_def=events_months,
         retry_policy=policy,
+        check_specs=specs,
         kinds={"duckdb", "parquet"},
         description="One month of events: parsed once, validated, deduplicated, UTC timestamps, written to "
         "processed/events/year=YYYY/month=MM/ and loaded into fact_events (replace_partition).",
     )
-    def events_month(context: dg.AssetExecutionContext) -> dg.MaterializeResult[None]:
+    def events_month(context: dg.AssetExecutionContext) -> dg.MaterializeResult:  # type: ignore[type-arg]  # Dagster needs the bare class with check outputs
         report = run_month(settings, context.partition_key, _source(settings), force=False)
         context.log.info(
             f"{report.month}: {report.rows_out:,} rows kept, {report.quarantined:,} quarantined"
             + (" (already processed, skipped)" if report.skipped else "")
         )
+        if report.gate:
+            context.log.info(report.gate)
+        results = {r["name"]: r for r in report.checks}
+        check_results = [
+            dg.AssetCheckResult(
+                check_name=spec.name,
+                passed=bool(results[spec.name]["passed"]),
+                severity=dg.AssetCheckSeverity.ERROR if spec.blocking else dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "failing_rows": int(results[spec.name]["failing"]),
+                    "message": str(results[spec.name]["message"]),
+                },
+            )
+            for spec in specs
+            if spec.name in results
+        ]
         return dg.MaterializeResult(
+            check_results=check_results,
             metadata={
                 "rows_read": report.rows_read,
                 "rows_kept": report.rows_out,
@@ -56,8 +85,9 @@ def build_events(settings: Settings) -> dict[str, list[object]]:
                 "seconds": round(report.seconds, 2),
                 "batch_id": report.batch_id,
                 "skipped": report.skipped,
+                "held_by_gate": report.held,
                 "processed": dg.MetadataValue.path(report.processed_uri),
-            }
+            },
         )
 
     @dg.asset(
