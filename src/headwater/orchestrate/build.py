@@ -9,6 +9,8 @@ import dagster as dg
 from headwater.config import Settings
 from headwater.orchestrate.common import failure_alert_sensor
 from headwater.orchestrate.events import build_events
+from headwater.orchestrate.goodreads import build_goodreads
+from headwater.orchestrate.sessions import build_sessions
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
@@ -20,7 +22,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         "sensors": [],
         "schedules": [],
     }
-    for build in (build_events,):
+    for build in (build_events, build_sessions, build_goodreads):
         for kind, items in build(settings).items():
             parts[kind].extend(items)
     parts["sensors"].append(failure_alert_sensor(settings))

@@ -29,6 +29,9 @@ run_coordinator:
 PIPELINES: dict[str, tuple[str, str | None]] = {
     # name -> (job, dynamic partitions definition or None)
     "events": ("events_job", "events_months"),
+    "sessions": ("sessions_job", "sessions"),
+    "goodreads": ("goodreads_etl_job", None),
+    "goodreads-push": ("goodreads_push_job", None),
 }
 
 
