@@ -33,8 +33,12 @@ def ui(
 
 
 def run(
-    pipeline: Annotated[str, typer.Argument(help="Pipeline to run: events.")],
-    partition: Annotated[str | None, typer.Option(help="Partition, e.g. a month 2021-01.")] = None,
+    pipeline: Annotated[
+        str, typer.Argument(help="Pipeline to run: events, sessions, goodreads, goodreads-push.")
+    ],
+    partition: Annotated[
+        str | None, typer.Option(help="Partition: a month (events, 2021-01) or a session id (sessions).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Run a pipeline's Dagster job now, in this process, against the project's Dagster instance: the
@@ -43,6 +47,8 @@ def run(
     Examples:
 
       headwater run events --partition 2021-01
+      headwater run sessions --partition 20210228_161221
+      headwater run goodreads                      # one ETL cycle over new landing batches
     """
     from headwater.orchestrate.runner import run_pipeline
 
