@@ -117,6 +117,8 @@ def spooled_lines(spool: Path, entity: Entity, *, include_open: bool = False) ->
         if not path.name.startswith(f"{entity}_"):
             continue
         data = path.read_bytes()
+        if path.suffix == ".partial" and len(data) < len(header):
+            continue  # just opened: its header is written with the first rows
         assert data.startswith(header), f"{path}: no header"
         lines += data[len(header) :].splitlines(keepends=True)
     return lines

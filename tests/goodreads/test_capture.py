@@ -304,3 +304,22 @@ def test_a_spool_refuses_another_source(tmp_path: Path) -> None:
     other = {e: t.slice(0, t.num_rows - 1) for e, t in tables().items()}
     with api_server(data=other) as server, pytest.raises(UsageError, match="captured from source"):
         capture(settings, server.url, entities=["authors"], options=FAST)
+
+
+def test_a_follow_capture_waiting_for_a_down_api_stops_when_asked(tmp_path: Path) -> None:
+    with api_server() as probe:
+        port = probe.port  # closed again: every request is refused
+    stop = threading.Event()
+    result: list[CaptureReport] = []
+    options = CaptureOptions(backoff_initial=0.05, backoff_max=0.2, attempts=None, status_every=60)
+    worker = threading.Thread(target=lambda: result.append(
+        capture(make_settings(tmp_path), f"http://127.0.0.1:{port}", follow=True, stop=stop, options=options)))  # fmt: skip
+    worker.start()
+    time.sleep(0.8)
+    assert worker.is_alive()  # retrying, not giving up
+    stop.set()
+    worker.join(timeout=5)
+    assert not worker.is_alive()
+    assert result[0].stopped
+    assert result[0].rows == 0
+    assert result[0].retries >= 2

@@ -17,22 +17,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Any
-
-import httpx
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_never,
-    wait_random_exponential,
-)
 
 from headwater.config import Settings
 from headwater.errors import HeadwaterError, SourceError
+from headwater.goodreads.capture_client import (
+    RETRY_TASK,
+    THROTTLED_TASK,
+    ApiClient,
+    CaptureStatus,
+    Counters,
+    Stopped,
+    parse_retry_after,
+)
 from headwater.goodreads.capture_push import PushReport, push_spool
 from headwater.goodreads.capture_schema import Entity, encode_rows, parse_entities, records_to_table
 from headwater.goodreads.ratelimit import TokenBucket
@@ -41,8 +37,7 @@ from headwater.progress import Progress, no_progress
 
 log = logging.getLogger(__name__)
 
-THROTTLED_TASK = "429 responses"
-RETRY_TASK = "retries"
+__all__ = ["CaptureOptions", "CaptureReport", "CaptureStatus", "EntityReport", "capture", "parse_retry_after"]
 
 
 @dataclass(frozen=True)
@@ -82,21 +77,6 @@ class EntityReport:
     recovery: Recovery = field(default_factory=Recovery)
 
 
-@dataclass(frozen=True)
-class CaptureStatus:
-    """A snapshot for status lines: seconds since start, rows this run (and per second), requests, 429s,
-    retries, files pushed."""
-
-    seconds: float
-    rows: int
-    rows_per_second: float
-    requests: int
-    throttled: int
-    retries: int
-    pushed_files: int
-    per_entity: dict[str, int]
-
-
 @dataclass
 class CaptureReport:
     """What :func:`capture` did."""
@@ -119,187 +99,6 @@ class CaptureReport:
         return sum(e.rows for e in self.entities.values())
 
 
-class _Stopped(Exception):
-    """The run was asked to stop while a request waited."""
-
-
-class _Transient(Exception):
-    """A failure worth retrying."""
-
-
-class _Counters:
-    def __init__(self, entities: list[Entity]) -> None:
-        self.lock = threading.Lock()
-        self.started = time.monotonic()
-        self.requests = 0
-        self.throttled = 0
-        self.retries = 0
-        self.pushed_files = 0
-        self.rows = dict.fromkeys((e.value for e in entities), 0)
-
-    def add(self, name: str, n: int = 1) -> None:
-        with self.lock:
-            setattr(self, name, getattr(self, name) + n)
-
-    def add_rows(self, entity: Entity, n: int) -> None:
-        with self.lock:
-            self.rows[entity.value] += n
-
-    def status(self) -> CaptureStatus:
-        with self.lock:
-            seconds = time.monotonic() - self.started
-            rows = sum(self.rows.values())
-            return CaptureStatus(
-                seconds,
-                rows,
-                rows / seconds if seconds > 0 else 0.0,
-                self.requests,
-                self.throttled,
-                self.retries,
-                self.pushed_files,
-                dict(self.rows),
-            )
-
-
-def parse_retry_after(value: str | None, default: float = 1.0) -> float:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds (fractions accepted) or an HTTP date."""
-    if not value:
-        return default
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return default
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-@dataclass(frozen=True)
-class Page:
-    records: list[dict[str, Any]]
-    next_cursor: str
-    has_more: bool
-    visible: int | None
-    total: int | None
-
-
-class ApiClient:
-    """httpx over the API, behind the shared token bucket, with retries for transient failures."""
-
-    def __init__(
-        self,
-        base_url: str,
-        bucket: TokenBucket,
-        options: CaptureOptions,
-        counters: _Counters,
-        stop: threading.Event,
-        progress: Progress,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.bucket = bucket
-        self.options = options
-        self.counters = counters
-        self.stop = stop
-        self.progress = progress
-        self.http = httpx.Client(base_url=self.base_url, timeout=options.timeout)
-
-    def close(self) -> None:
-        self.http.close()
-
-    def _sleep(self, seconds: float) -> None:
-        """Backoff that a stop cuts short (the next attempt then sees the stop)."""
-        self.stop.wait(seconds)
-
-    def _attempt(self, path: str, params: dict[str, Any]) -> httpx.Response:
-        while True:
-            if self.stop.is_set() or not self.bucket.acquire(self.stop):
-                raise _Stopped
-            try:
-                response = self.http.get(path, params=params)
-            except httpx.TransportError as exc:  # timeouts, refused and reset connections
-                raise _Transient(f"{type(exc).__name__}: {exc or 'no detail'}") from exc
-            self.counters.add("requests")
-            if response.status_code == 429:
-                wait = parse_retry_after(response.headers.get("Retry-After"))
-                self.counters.add("throttled")
-                self.progress(THROTTLED_TASK, 1)
-                log.info("capture: 429 on %s, waiting %.1f s (Retry-After)", path, wait)
-                self.bucket.pause_until(self.bucket.now() + wait)
-                continue
-            if response.status_code >= 500 or response.status_code == 408:
-                raise _Transient(f"HTTP {response.status_code}")
-            if response.status_code >= 400:
-                raise SourceError(
-                    f"{self.base_url}{path}: HTTP {response.status_code}: {_detail(response)}; not retried"
-                )
-            return response
-
-    def get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
-        """GET ``path``; 429s wait out ``Retry-After``, transient failures are retried with backoff."""
-        attempts = self.options.attempts
-
-        def note_retry(state: RetryCallState) -> None:
-            self.counters.add("retries")
-            self.progress(RETRY_TASK, 1)
-            exc = state.outcome.exception() if state.outcome else None
-            log.info("capture: %s%s failed (%s), retrying", self.base_url, path, exc)
-
-        retrying = Retrying(
-            stop=stop_after_attempt(attempts) if attempts else stop_never,
-            wait=wait_random_exponential(
-                multiplier=self.options.backoff_initial, max=self.options.backoff_max
-            ),
-            retry=retry_if_exception_type(_Transient),
-            sleep=self._sleep,
-            before_sleep=note_retry,
-            reraise=True,
-        )
-        try:
-            return retrying(self._attempt, path, dict(params or {}))
-        except _Transient as exc:
-            raise SourceError(
-                f"{self.base_url}{path}: {exc} (gave up after {attempts} attempts); is the API up?"
-            ) from exc
-
-    def health(self) -> dict[str, Any]:
-        body = self.get("/health").json()
-        if not isinstance(body, dict) or "source" not in body:
-            raise SourceError(f"{self.base_url}/health: not a headwater goodreads API (no 'source' field)")
-        return body
-
-    def page(self, entity: Entity, cursor: str | None, limit: int) -> Page:
-        params: dict[str, Any] = {"limit": limit}
-        if cursor is not None:
-            params["cursor"] = cursor
-        response = self.get(f"/{entity.endpoint}", params)
-        where = f"{self.base_url}/{entity.endpoint}?cursor={cursor or ''}"
-        try:
-            body = response.json()
-            return Page(
-                records=body["records"],
-                next_cursor=str(body["next_cursor"]),
-                has_more=bool(body["has_more"]),
-                visible=body.get("visible"),
-                total=body.get("total"),
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SourceError(
-                f"{where}: not a page (expected records, next_cursor, has_more): {exc}"
-            ) from exc
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-        return str(body.get("detail", body)) if isinstance(body, dict) else str(body)
-    except ValueError:
-        return response.text[:200]
-
-
 def _run_entity(
     entity: Entity,
     spool: EntitySpool,
@@ -309,7 +108,7 @@ def _run_entity(
     follow: bool,
     poll_seconds: float,
     halt: threading.Event,
-    counters: _Counters,
+    counters: Counters,
     progress: Progress,
     report: EntityReport,
 ) -> None:
@@ -337,7 +136,7 @@ def _run_entity(
             if not spool.rotate_if_old():
                 spool.sync()
             halt.wait(poll_seconds)
-    except _Stopped:
+    except Stopped:
         pass
     finally:
         spool.close()
@@ -372,81 +171,30 @@ def capture(
     push_every = cfg.push_every_seconds if opts.push_every is None else opts.push_every
     layout = SpoolLayout(settings.resolve(cfg.spool_dir)).create()
     started = time.monotonic()
-    halt = threading.Event()
-    counters = _Counters(wanted)
-    with layout.lock("capture", wait=False, what="capture"):
-        bucket = TokenBucket(opts.rate or cfg.rate_per_second, burst=1.0)
-        client = ApiClient(url, bucket, opts, counters, halt, progress)
-        try:
-            source = str(client.health()["source"])
-            report = CaptureReport(
-                url, str(layout.root), source, {e.value: EntityReport(e.value) for e in wanted}
-            )
-            spools = {
-                e: EntitySpool(
-                    layout,
-                    e,
-                    rotate_bytes=cfg.rotate_bytes,
-                    rotate_seconds=cfg.rotate_seconds,
-                    sync_seconds=opts.sync_seconds,
-                )
-                for e in wanted
-            }
+    halt = threading.Event()  # set by ``stop``, by a failed thread, or at the end
+    counters = Counters(wanted)
+    bridge = threading.Thread(target=_bridge, args=(stop, halt), name="capture-stop", daemon=True)
+    bridge.start()
+    report = CaptureReport(url, str(layout.root), "", {e.value: EntityReport(e.value) for e in wanted})
+    errors: list[BaseException] = []
+    try:
+        with layout.lock("capture", wait=False, what="capture"):
+            bucket = TokenBucket(opts.rate or cfg.rate_per_second, burst=1.0)
+            client = ApiClient(url, bucket, counters, halt, progress, timeout=opts.timeout,
+                               attempts=opts.attempts, backoff_initial=opts.backoff_initial,
+                               backoff_max=opts.backoff_max)  # fmt: skip
             try:
-                for e, spool in spools.items():
-                    report.entities[e.value].recovery = spool.recover(source)
-            except BaseException:
-                for spool in spools.values():
-                    spool.release()
-                raise
-            errors: list[BaseException] = []
-
-            def run(e: Entity) -> None:
-                try:
-                    _run_entity(
-                        e,
-                        spools[e],
-                        client,
-                        page_size=opts.page_size or cfg.page_size,
-                        follow=follow,
-                        poll_seconds=opts.poll_seconds,
-                        halt=halt,
-                        counters=counters,
-                        progress=progress,
-                        report=report.entities[e.value],
-                    )
-                except BaseException as exc:
-                    errors.append(exc)
-                    halt.set()
-
-            threads = [threading.Thread(target=run, args=(e,), name=f"capture-{e}") for e in wanted]
-            pusher = _Pusher(settings, push_every, opts.push_workers, halt, counters, progress, report)
-            for t in threads:
-                t.start()
-            pusher.start()
-            next_status = time.monotonic() + opts.status_every
-            while any(t.is_alive() for t in threads):
-                if stop is not None and stop.is_set():
-                    halt.set()
-                    report.stopped = True
-                time.sleep(0.05)
-                try:  # the syncer: written records become durable within sync_seconds
-                    for spool in spools.values():
-                        spool.sync_if_due()
-                except OSError as exc:
-                    errors.append(exc)
-                    halt.set()
-                if on_status is not None and time.monotonic() >= next_status:
-                    on_status(counters.status())
-                    next_status = time.monotonic() + opts.status_every
-            for t in threads:
-                t.join()
-            halt.set()
-            pusher.join()
-        finally:
-            client.close()
-        if push_every > 0:
-            report.final_push_error = pusher.push_now()
+                report.source = str(client.health()["source"])
+                _run_threads(settings, layout, client, wanted, follow, opts, push_every, halt, counters,
+                             progress, on_status, report, errors)  # fmt: skip
+            except Stopped:
+                pass  # stopped while still waiting for the API's first answer
+            finally:
+                client.close()
+    finally:
+        halt.set()
+        bridge.join()
+    report.stopped = stop is not None and stop.is_set()
     report.requests, report.throttled, report.retries = (
         counters.requests,
         counters.throttled,
@@ -457,14 +205,91 @@ def capture(
         on_status(counters.status())
     if errors:
         first = errors[0]
-        raise (
-            first
-            if isinstance(first, HeadwaterError)
-            else SourceError(f"{url}: capture failed: {type(first).__name__}: {first}")
-        ) from first
+        if isinstance(first, HeadwaterError):
+            raise first
+        raise SourceError(f"{url}: capture failed: {type(first).__name__}: {first}") from first
     if report.push_errors:
         log.warning("capture: %d pushes failed; files wait in %s", len(report.push_errors), layout.root)
     return report
+
+
+def _bridge(stop: threading.Event | None, halt: threading.Event) -> None:
+    """Turn the caller's ``stop`` into ``halt`` (which the run also sets itself) until the run ends."""
+    while not halt.wait(0.05):
+        if stop is not None and stop.is_set():
+            halt.set()
+
+
+def _run_threads(
+    settings: Settings,
+    layout: SpoolLayout,
+    client: ApiClient,
+    wanted: list[Entity],
+    follow: bool,
+    opts: CaptureOptions,
+    push_every: float,
+    halt: threading.Event,
+    counters: Counters,
+    progress: Progress,
+    on_status: Callable[[CaptureStatus], None] | None,
+    report: CaptureReport,
+    errors: list[BaseException],
+) -> None:
+    """Recover the spools, run one thread per entity and the pusher; the calling thread is the syncer (and
+    calls ``on_status``). Failures of any thread land in ``errors``; a last push follows the threads."""
+    cfg = settings.goodreads
+    spools = {
+        e: EntitySpool(
+            layout,
+            e,
+            rotate_bytes=cfg.rotate_bytes,
+            rotate_seconds=cfg.rotate_seconds,
+            sync_seconds=opts.sync_seconds,
+        )
+        for e in wanted
+    }
+    try:
+        for e, spool in spools.items():
+            report.entities[e.value].recovery = spool.recover(report.source)
+    except BaseException:
+        for spool in spools.values():
+            spool.release()
+        raise
+
+    def run(e: Entity) -> None:
+        try:
+            _run_entity(e, spools[e], client, page_size=opts.page_size or cfg.page_size, follow=follow,
+                        poll_seconds=opts.poll_seconds, halt=halt, counters=counters, progress=progress,
+                        report=report.entities[e.value])  # fmt: skip
+        except BaseException as exc:
+            errors.append(exc)
+            halt.set()
+
+    for task in (THROTTLED_TASK, RETRY_TASK):
+        progress(task, 0)  # created here, not by two threads at once
+    threads = [threading.Thread(target=run, args=(e,), name=f"capture-{e}") for e in wanted]
+    pusher = _Pusher(settings, push_every, opts.push_workers, halt, counters, progress, report)
+    for t in threads:
+        t.start()
+    pusher.start()
+    next_status = time.monotonic() + opts.status_every
+    while any(t.is_alive() for t in threads):
+        time.sleep(0.05)
+        try:  # the syncer: written records become durable within sync_seconds
+            for spool in spools.values():
+                spool.sync_if_due()
+        except OSError as exc:
+            errors.append(exc)
+            halt.set()
+        if on_status is not None and time.monotonic() >= next_status:
+            on_status(counters.status())
+            next_status = time.monotonic() + opts.status_every
+    for t in threads:
+        t.join()
+    halt.set()
+    pusher.join()
+    if push_every > 0:
+        report.final_push_error = pusher.push_now()
 
 
 class _Pusher(threading.Thread):
@@ -477,7 +302,7 @@ class _Pusher(threading.Thread):
         every: float,
         workers: int,
         halt: threading.Event,
-        counters: _Counters,
+        counters: Counters,
         progress: Progress,
         report: CaptureReport,
     ) -> None:
