@@ -90,10 +90,16 @@ def test_a_failing_gate_holds_the_batch_quarantines_exactly_the_failing_rows_and
     held = {(r["order_id"], r["customer_id"]): r for r in rows.to_pylist()}
     assert set(held) == {(3, 1), (3, 2), (4, None), (5, 99)}
     assert (
-        held[(5, 99)]["_hw_check"] == "range(amount),relationships(customer_id -> dim_customers.customer_id)"
+        held[(5, 99)]["_hw_check"] == "range(amount); relationships(customer_id -> dim_customers.customer_id)"
     )
     assert "amount outside [0, ]" in held[(5, 99)]["_hw_reason"]
     assert held[(4, None)]["_hw_check"] == "not_null(order_id, customer_id)"
+    assert entry.checks == {
+        "unique(order_id)": 2,
+        "not_null(order_id, customer_id)": 1,
+        "range(amount)": 1,
+        "relationships(customer_id -> dim_customers.customer_id)": 1,
+    }
     assert entry.dataset == "orders"
     assert entry.batch_id == "o2"
 

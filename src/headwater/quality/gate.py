@@ -37,7 +37,7 @@ from headwater.errors import QualityGateError
 from headwater.observe.alerts import Alert, AlertReceipt, send_alert
 from headwater.quality.checks import Check, RowCountCheck, checks_for_table
 from headwater.quality.history import HistoryStore, previous_rows, record_history
-from headwater.quality.quarantine import QuarantineEntry, quarantine_rows
+from headwater.quality.quarantine import CHECK_SEPARATOR, QuarantineEntry, quarantine_rows
 from headwater.quality.runner import CheckReport, failing_row_ids, row_reason, run_checks
 from headwater.quality.sql import ROW_ID
 from headwater.quality.targets import BatchTarget, RefSource
@@ -152,7 +152,7 @@ def _failing_rows(
         {
             ROW_ID: grouped.column(ROW_ID),
             "_hw_reason": pc.binary_join(grouped.column("reason_list"), "; "),
-            "_hw_check": pc.binary_join(grouped.column("check_list"), ","),
+            "_hw_check": pc.binary_join(grouped.column("check_list"), CHECK_SEPARATOR),
         }
     )
     target.con.register("_hw_fails", fails)
@@ -258,7 +258,7 @@ def gate_batch(
                 result.quarantine = quarantine_rows(
                     settings, dataset=dataset, batch_id=batch_id, rows=failing.drop_columns([ROW_ID])
                     if ROW_ID in failing.column_names else failing, reason="failed a quality check",
-                    source=source or table, check=",".join(sorted({r.name for r in report.failed_errors})),
+                    source=source or table, check=CHECK_SEPARATOR.join(sorted({r.name for r in report.failed_errors})),
                 )  # fmt: skip
                 result.quarantined_rows = failing.num_rows
             if mode is GateMode.SPLIT and not untraced:

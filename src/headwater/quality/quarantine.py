@@ -59,6 +59,7 @@ LINE_COLUMN = "_hw_line"
 REASON_COLUMN = "_hw_reason"
 RAW_COLUMN = "_hw_raw"
 CHECK_COLUMN = "_hw_check"
+CHECK_SEPARATOR = "; "  # a row held by several checks lists them all in _hw_check
 INTERNAL_PREFIX = "_hw_"
 LEDGER = f"{Zone.QUARANTINE}/_ledger"
 TOP_REASONS = 20
@@ -273,7 +274,9 @@ class QuarantineStore:
             created_at=created,
             columns=tuple(c for c in table.column_names if not c.startswith(INTERNAL_PREFIX)),
             reasons=_top_counts(table.column(REASON_COLUMN)),
-            checks=_top_counts(table.column(CHECK_COLUMN)),
+            checks=_top_counts(
+                pc.list_flatten(pc.split_pattern(table.column(CHECK_COLUMN), CHECK_SEPARATOR))
+            ),
             raw_key=raw_key,
         )
         if table.num_rows == 0:
@@ -535,10 +538,11 @@ def _content_hash(table: pa.Table, *parts: str | None) -> str:
     return h.hexdigest()
 
 
-def _top_counts(column: pa.ChunkedArray) -> dict[str, int]:
+def _top_counts(column: pa.ChunkedArray | pa.Array) -> dict[str, int]:
     if len(column) == 0:
         return {}
-    counts = pc.value_counts(column.combine_chunks())
+    values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    counts = pc.value_counts(values)
     pairs = sorted(
         zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True),
         key=lambda kv: (-kv[1], str(kv[0])),
