@@ -47,11 +47,9 @@ def parse_rate(text: str, what: str = "--rate") -> float:
     return value / divisor
 
 
-SERVE_HELP = """Serve the built-in goodreads dataset as a paginated, rate-limited HTTP API (FastAPI + uvicorn):
-/authors, /books, /users, /reviews (?cursor=...&limit=...), /health, /stats and /docs.
+SERVE_HELP = """Serve the built-in goodreads dataset as a paginated, rate-limited HTTP API.
 
-The data is generated at start-up at --scale times the dataset's declared rows (or read from --data, the
-output of 'headwater generate goodreads'). Failure injection is seeded, so a run can be repeated.
+Endpoints: /authors, /books, /users and /reviews (?cursor=...&limit=...), /health, /stats and /docs (FastAPI + uvicorn). The data is generated at start-up at --scale times the dataset's declared rows, or read from --data (the output of 'headwater generate goodreads'). Over --rate the API answers 429 with Retry-After; --error-rate and --slow-rate inject 5xx and slow answers, seeded so a run repeats; --initial with --reveal-per-second makes new records keep appearing.
 
 Examples:
 
@@ -115,20 +113,14 @@ def serve(
 
 CAPTURE_HELP = """Capture the API into the local spool (goodreads.spool_dir), exactly once across restarts.
 
-Each page is appended to the entity's open spool file and fsynced, then the entity's checkpoint (next
-cursor, committed length) is replaced atomically, so records are on disk within milliseconds and a kill -9
-at any point loses nothing and stores nothing twice: the restart cuts uncommitted bytes and asks again
-from the checkpoint. Files rotate at goodreads.rotate_bytes / rotate_seconds into spool closed/, and a push
-every --push-every sends closed files to landing/goodreads/YYYY/MM/DD/BATCH/ (verified, write-once).
+Each page is written to its entity's open spool file and flushed at once; every 0.5 s the file is fsynced and the entity's checkpoint (next cursor, committed length) replaced atomically. A kill -9 at any point loses nothing and stores nothing twice: the restart cuts uncommitted bytes and asks again from the checkpoint. Files rotate at goodreads.rotate_bytes / rotate_seconds into the spool's closed/, and a push every --push-every sends them to landing/goodreads/YYYY/MM/DD/BATCH/ (verified, write-once).
 
-Requests share a token bucket at --rate (default goodreads.rate_per_second); a 429 pauses it for
-Retry-After; 5xx, timeouts and reset connections are retried with backoff (--retries with --once; forever
-with --follow). Ctrl-C (or SIGTERM) stops cleanly: open files are closed and pushed.
+Requests share a token bucket at --rate (default goodreads.rate_per_second); a 429 pauses it for Retry-After; 5xx, timeouts and reset connections are retried with backoff (--retries times with --once, forever with --follow). Ctrl-C or SIGTERM stops cleanly: open files are closed and pushed.
 
 Examples:
 
   headwater goodreads capture --api http://127.0.0.1:8765 --once
-  headwater goodreads capture --follow --push-every 60s            # keep polling for new records
+  headwater goodreads capture --follow --push-every 60s      # keep polling for new records
   headwater goodreads capture --entities reviews,books --rate 5/s --once --json
 """
 
@@ -281,11 +273,9 @@ def _print_capture(report: CaptureReport) -> None:
         err_console.print(f"[yellow]push failed:[/] {error}", highlight=False)
 
 
-PUSH_HELP = """Push closed spool files to landing/goodreads/YYYY/MM/DD/BATCH/ under storage.root, each verified
-(write-once, manifest last), then move them to the spool's pushed/ (kept goodreads.pushed_retention_hours).
+PUSH_HELP = """Push closed spool files to the landing zone, verified, then keep them in the spool's pushed/.
 
-A push killed at any point is finished by the next one, into the same batch, without sending any file
-twice. 'headwater goodreads capture' runs this every --push-every on its own.
+Files go to landing/goodreads/YYYY/MM/DD/BATCH/ under storage.root (a folder, s3:// or gs://), write-once, each verified, the batch manifest (rows and entity per file) last; then they move to pushed/ for goodreads.pushed_retention_hours. A push killed at any point is finished by the next one, into the same batch, without sending any file twice. 'headwater goodreads capture' runs this every --push-every on its own.
 
 Examples:
 
