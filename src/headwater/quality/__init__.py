@@ -29,6 +29,8 @@ from headwater.quality.history import (
     record_history,
     trends,
 )
+from headwater.quality.profile_report import render_html, write_profile
+from headwater.quality.profiling import ColumnProfile, Profile, profile
 from headwater.quality.quarantine import (
     EntryState,
     QuarantineEntry,
@@ -47,6 +49,7 @@ from headwater.quality.quarantine import (
 )
 from headwater.quality.runner import CheckReport, CheckResult, run_checks
 from headwater.quality.sql import Engine
+from headwater.quality.suggest import accept_suggestions, suggest_checks, suggestions_yaml
 from headwater.quality.targets import BatchTarget, CheckTarget, SparkTarget, WarehouseTarget
 
 __all__ = [
@@ -58,11 +61,13 @@ __all__ = [
     "CheckTarget",
     "CheckTrend",
     "CheckType",
+    "ColumnProfile",
     "Engine",
     "EntryState",
     "GateMode",
     "GateResult",
     "HistoryStore",
+    "Profile",
     "QuarantineEntry",
     "QuarantineStore",
     "ReleasedBatch",
@@ -70,6 +75,7 @@ __all__ = [
     "Severity",
     "SparkTarget",
     "WarehouseTarget",
+    "accept_suggestions",
     "checks_for_table",
     "drop_quarantine",
     "dump_checks",
@@ -79,16 +85,21 @@ __all__ = [
     "mark_release_done",
     "parse_checks",
     "previous_rows",
+    "profile",
     "quarantine_rows",
     "read_history",
     "read_released",
     "record_history",
     "release_quarantine",
     "released_batches",
+    "render_html",
     "require_gate",
     "run_checks",
     "schema_checks",
     "show_quarantine",
     "strip_internal",
+    "suggest_checks",
+    "suggestions_yaml",
     "trends",
+    "write_profile",
 ]
