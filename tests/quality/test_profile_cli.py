@@ -1,0 +1,108 @@
+"""``headwater profile``: outputs, stdout discipline for pipes, --accept, a warehouse table, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+import yaml
+from typer.testing import CliRunner, Result
+
+from headwater.cli import app
+from headwater.config import init_project, load_settings
+from headwater.errors import ConfigError, UsageError
+from headwater.warehouse import LoadMode, LoadRequest, open_warehouse
+
+RUNNER = CliRunner()
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The real entry point in a subprocess: exit codes and the one-line error handler."""
+    code = "from headwater.cli import main; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd, timeout=300, check=False
+    )
+
+
+def invoke(project: Path, *args: str) -> Result:
+    """In process (fast): paths are given relative to the project folder."""
+    fixed = [str(project / a) if a.endswith((".csv", ".html", ".json")) else a for a in args]
+    return RUNNER.invoke(app, ["--project", str(project), *fixed])
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    init_project(tmp_path, "demo")
+    table = pa.table(
+        {
+            "id": pa.array(range(1, 301), pa.int64()),
+            "status": ["new", "paid", "shipped"] * 100,
+            "amount": [float(i % 50) for i in range(300)],
+        }
+    )
+    pacsv.write_csv(table, tmp_path / "orders.csv")
+    return tmp_path
+
+
+def test_profile_writes_html_and_json_and_prints_a_summary(project: Path) -> None:
+    res = invoke(project, "profile", "orders.csv", "--html", "o.html", "--json", "o.json")
+    assert res.exit_code == 0, res.output
+    assert "orders: 300 rows, 3 columns" in res.stdout
+    assert (project / "o.html").read_text().count("<svg") == 3
+    assert json.loads((project / "o.json").read_text())["rows"] == 300
+
+
+def test_json_to_stdout_prints_nothing_else(project: Path) -> None:
+    res = invoke(project, "profile", "orders.csv", "--json", "-")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["table"] == "orders"
+    assert [c["name"] for c in data["columns"]] == ["id", "status", "amount"]
+
+
+def test_suggest_checks_prints_only_yaml_on_stdout(project: Path) -> None:
+    res = invoke(project, "profile", "orders.csv", "--suggest-checks")
+    assert res.exit_code == 0, res.output
+    checks = yaml.safe_load(res.stdout)["quality"]["checks"]["orders"]
+    assert {"type": "unique", "columns": ["id"]} in checks
+    assert {"type": "accepted_values", "column": "status", "values": ["new", "paid", "shipped"]} in checks
+    assert "300 rows" in res.stderr  # the summary went to stderr
+
+
+def test_accept_writes_the_project_file_once(project: Path) -> None:
+    before = (project / "headwater.yaml").read_text()
+    res = invoke(project, "profile", "orders.csv", "--accept")
+    assert res.exit_code == 0, res.output
+    assert (project / "headwater.yaml").read_text().startswith(before.rstrip("\n"))
+    settings = load_settings(project, env={})
+    assert {"type": "not_null", "column": "id"} in settings.quality.checks["orders"]
+    again = invoke(project, "profile", "orders.csv", "--accept")
+    assert isinstance(again.exception, ConfigError)  # exit code 2 through main()
+    assert "quality.checks.orders already exists" in str(again.exception)
+
+
+def test_profile_a_table_of_the_project_warehouse(project: Path) -> None:
+    wh = open_warehouse(project / "warehouse.duckdb")
+    wh.load(
+        pacsv.read_csv(project / "orders.csv"), LoadRequest("orders", batch_id="b1", mode=LoadMode.APPEND)
+    )
+    res = invoke(project, "profile", "orders", "--warehouse", "--json", "-")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["rows"] == 300
+
+
+def test_bad_input_is_one_line_and_exit_2(project: Path) -> None:
+    res = run("profile", "absent.csv", cwd=project)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        "error: absent.csv: no such file or folder (a warehouse table? add --warehouse)"
+    ]
+    bad_key = invoke(project, "profile", "orders.csv", "--key", "nope")
+    assert isinstance(bad_key.exception, UsageError)
+    assert bad_key.exception.exit_code == 2
+    assert "--key nope: no such column" in str(bad_key.exception)
