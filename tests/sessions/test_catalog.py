@@ -7,13 +7,19 @@ import datetime as dt
 import subprocess
 import sys
 import threading
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from tests.conftest import require_service
+from tests.sessions.conftest import make_project
+from tests.warehouse.conftest import pg_url
 
 from headwater.config import Settings
-from headwater.errors import DataError, PreprocessError, UsageError
+from headwater.errors import DataError, PreprocessError, UsageError, WarehouseError
 from headwater.sessions.catalog import Catalog, open_catalog
 from headwater.sessions.filter import FilterError
 from headwater.sessions.model import BUILTIN_TYPED_FIELDS, FileRef, FileZone, SessionStatus, raw_prefix
@@ -36,8 +42,7 @@ def add(catalog: Catalog, session_id: str, **metadata: Any) -> None:
     assert catalog.record_upload(valid(session_id, **metadata), files, prefix)
 
 
-@pytest.fixture
-def filled(catalog: Catalog) -> Catalog:
+def fill(catalog: Catalog) -> Catalog:
     add(
         catalog,
         "20210201_080000",
@@ -64,6 +69,32 @@ def filled(catalog: Catalog) -> Catalog:
         room_temperature_c=19,
     )
     return catalog
+
+
+@pytest.fixture
+def filled(catalog: Catalog) -> Catalog:
+    return fill(catalog)
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
+    """One filled catalog per backend for the read-only query tests (they must not change it)."""
+    folder = tmp_path_factory.mktemp("shared")
+    if request.param == "sqlite":
+        yield fill(open_catalog(make_project(folder)))
+        return
+    url = pg_url()
+    if url is None:
+        require_service("PostgreSQL", "bash .ci/run", "cannot connect to 127.0.0.1:5432/test")
+        raise AssertionError("unreachable")
+    schema = f"hw_sessions_{uuid.uuid4().hex[:12]}"
+    try:
+        yield fill(
+            open_catalog(make_project(folder, sessions={"catalog_url": url, "catalog_schema": schema}))
+        )
+    finally:
+        with psycopg.connect(url, autocommit=True) as con:
+            con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def ids(catalog: Catalog, text: str) -> list[str]:
@@ -136,8 +167,8 @@ def test_known_fields_are_typed_columns_and_the_rest_json(filled: Catalog) -> No
         ("room_temperature_c in (21.5, 23)", ["20210201_080000", "20210201_093000"]),
     ],
 )
-def test_queries(filled: Catalog, text: str, expected: list[str]) -> None:
-    assert ids(filled, text) == expected
+def test_queries(shared: Catalog, text: str, expected: list[str]) -> None:
+    assert ids(shared, text) == expected
 
 
 @pytest.mark.parametrize(
@@ -156,9 +187,9 @@ def test_queries(filled: Catalog, text: str, expected: list[str]) -> None:
         ("room_temperature_c in (1, 'a')", "mix of value types"),
     ],
 )
-def test_query_errors_name_the_field_and_position(filled: Catalog, text: str, fragment: str) -> None:
+def test_query_errors_name_the_field_and_position(shared: Catalog, text: str, fragment: str) -> None:
     with pytest.raises(FilterError) as info:
-        filled.query(text)
+        shared.query(text)
     assert fragment in str(info.value)
     assert "position " in str(info.value)
 
@@ -176,14 +207,14 @@ def test_query_errors_name_the_field_and_position(filled: Catalog, text: str, fr
         "fatigue_level = 3 or 1 = 1",
     ],
 )
-def test_injection_attempts_are_values_or_errors_never_sql(filled: Catalog, attack: str) -> None:
+def test_injection_attempts_are_values_or_errors_never_sql(shared: Catalog, attack: str) -> None:
     try:
-        found = ids(filled, attack)
+        found = ids(shared, attack)
     except FilterError:
         found = []
     assert found == []
-    assert len(filled.list_sessions()) == 4  # nothing dropped or deleted
-    assert len(filled.get("20210201_080000").files) == 2  # type: ignore[union-attr]
+    assert len(shared.list_sessions()) == 4  # nothing dropped or deleted
+    assert len(shared.get("20210201_080000").files) == 2  # type: ignore[union-attr]
 
 
 def test_promote_moves_json_values_into_a_typed_column(filled: Catalog) -> None:
@@ -308,10 +339,13 @@ from headwater.config import load_settings
 from headwater.sessions.catalog import open_catalog
 from headwater.sessions.model import FileRef, FileZone, raw_prefix
 from headwater.sessions.validate import ValidSession
+from tests.conftest import require_service
+from tests.sessions.conftest import make_project
+from tests.warehouse.conftest import pg_url
 
 catalog = open_catalog(load_settings(Path(sys.argv[1]), env={}))
 day = int(sys.argv[2])
-for i in range(25):
+for i in range(10):
     sid = f"202104{day:02d}_08{i:02d}00"
     when = dt.datetime.strptime(sid, "%Y%m%d_%H%M%S")
     session = ValidSession(sid, Path(sid), when, {"fatigue_level": i % 5}, ("a.bin",), ("a.bin",), 1)
@@ -324,8 +358,10 @@ for i in range(25):
 
 
 @pytest.mark.slow
-def test_separate_processes_write_and_read_the_catalog_at_once(settings: Settings) -> None:
-    """Like the CLI and the Dagster daemon: three processes writing and querying together, none refused."""
+def test_separate_processes_write_and_read_the_sqlite_catalog_at_once(tmp_path: Path) -> None:
+    """Like the CLI and the Dagster daemon on the embedded file (WAL, busy timeout): three processes writing
+    and querying together, none refused. (PostgreSQL is built for this; its claims race in the thread test.)"""
+    settings = make_project(tmp_path / "p")
     open_catalog(settings).setup()
     procs = [
         subprocess.Popen(
@@ -338,5 +374,34 @@ def test_separate_processes_write_and_read_the_catalog_at_once(settings: Setting
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err.decode()
     records = open_catalog(settings).list_sessions(SessionStatus.READY)
-    assert len(records) == 75
-    assert len(open_catalog(settings).query("fatigue_level >= 2")) == 45
+    assert len(records) == 30
+    assert len(open_catalog(settings).query("fatigue_level >= 2")) == 18
+
+
+@pytest.mark.postgres
+def test_a_read_only_postgres_role_can_query_but_not_write(
+    pg_catalog_schema: tuple[str, str], tmp_path: Path
+) -> None:
+    """Researchers get SELECT on the catalog schema only: opening the catalog needs no CREATE right."""
+
+    url, schema = pg_catalog_schema
+    owner = make_project(tmp_path / "owner", sessions={"catalog_url": url, "catalog_schema": schema})
+    add(open_catalog(owner), "20210201_080000", fatigue_level=3, hardware_model="X200")
+    role = f"hw_reader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(url, autocommit=True) as con:
+        con.execute(f'CREATE ROLE "{role}" LOGIN')
+        con.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+        con.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"')
+    try:
+        reader_url = url.replace("postgres@", "").replace("://", f"://{role}@", 1)
+        reader = make_project(
+            tmp_path / "reader", sessions={"catalog_url": reader_url, "catalog_schema": schema}
+        )
+        catalog = open_catalog(reader)
+        assert ids(catalog, "fatigue_level >= 3") == ["20210201_080000"]
+        with pytest.raises(WarehouseError, match=r"must be owner of table sessions|permission denied"):
+            catalog.promote("lux", "float")
+    finally:
+        with psycopg.connect(url, autocommit=True) as con:
+            con.execute(f'DROP OWNED BY "{role}"')
+            con.execute(f'DROP ROLE "{role}"')

@@ -179,13 +179,13 @@ def normalise(expr: Expr) -> Expr:
     return expr
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(trees)
 def test_render_then_parse_round_trips(expr: Expr) -> None:
     assert normalise(parse_filter(render(expr))) == normalise(expr)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.sampled_from(list("abz_019 .-'\"()=<>!,;TtrueandorisnotinNUL\\\n")), max_size=40))
 def test_any_text_parses_or_raises_a_one_line_filter_error(text: str) -> None:
     error: FilterError | None = None

@@ -31,7 +31,7 @@ from headwater.storage import Store, VerifyMode, open_store, parse_location, ver
 
 SESSIONS = 4
 SIZE = 16_000_000  # per session: 4 files of 4 MB, plus metadata.txt: 20 files in all
-KILL_AFTER_FILES = (2, 5, 8, 10, 17)  # kill once this many raw files are visible (5, 10: session boundaries)
+KILL_AFTER_FILES = (3, 5, 12, 17)  # kill once this many raw files are visible (5: a session boundary)
 
 
 CHILD = """

@@ -42,6 +42,8 @@ class Backend(Protocol):
 
     def lock_for_setup(self, con: Connection) -> None: ...
 
+    def catalog_exists(self, con: Connection) -> bool: ...
+
     def json_param(self, value: dict[str, Any]) -> Any: ...
 
     def json_value(self, raw: Any) -> dict[str, Any]: ...
@@ -130,6 +132,12 @@ class SqliteBackend:
 
     def lock_for_setup(self, con: Connection) -> None:
         """BEGIN IMMEDIATE already holds the write lock: nothing to add."""
+
+    def catalog_exists(self, con: Connection) -> bool:
+        found = con.rows(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'catalog_schema_history'"
+        )
+        return bool(found)
 
     def json_param(self, value: dict[str, Any]) -> Any:
         return json.dumps(value, sort_keys=True, default=str)
@@ -245,7 +253,15 @@ class PostgresBackend:
     def lock_for_setup(self, con: Connection) -> None:
         """Serialise table creation and promotions between processes (CREATE ... IF NOT EXISTS can race)."""
         con.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"headwater.sessions.{self.schema}",))
-        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        if not con.rows("SELECT 1 AS found FROM pg_namespace WHERE nspname = ?", (self.schema,)):
+            con.execute(f'CREATE SCHEMA "{self.schema}"')
+
+    def catalog_exists(self, con: Connection) -> bool:
+        """True when the tables are there: a read-only role (researchers) then never needs CREATE rights."""
+        found = con.rows(
+            "SELECT to_regclass(?) IS NOT NULL AS found", (f'"{self.schema}".catalog_schema_history',)
+        )
+        return bool(found[0]["found"])
 
     def json_param(self, value: dict[str, Any]) -> Any:
         from psycopg.types.json import Jsonb

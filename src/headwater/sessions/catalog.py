@@ -152,6 +152,10 @@ class Catalog:
         """Create the tables once (idempotent, safe when several processes start together)."""
         if self._ready:
             return
+        with self.backend.transaction(write=False) as con:
+            if self.backend.catalog_exists(con) and con.rows("SELECT version FROM catalog_schema_history"):
+                self._ready = True
+                return
         with self.backend.transaction(write=True) as con:
             self.backend.lock_for_setup(con)
             for statement in _ddl(self.backend):

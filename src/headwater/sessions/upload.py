@@ -244,6 +244,8 @@ class Uploader:
         report = UploadReport(source)
         ready: list[ValidSession] = []
         for folder in folders:
+            if self.quarantine_dir.resolve().is_relative_to(folder.resolve()):
+                continue  # the quarantine itself (a project folder given as the source)
             triaged = self.triage(folder)
             if isinstance(triaged, SessionUpload):
                 report.sessions.append(triaged)
