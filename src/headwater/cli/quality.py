@@ -219,10 +219,11 @@ def check(
     needs_previous = any(isinstance(c, RowCountCheck) and c.max_change_pct is not None for c in checks)
     previous = previous_rows(store, name, batch_id) if needs_previous else None
     try:
-        report = run_checks(
-            tgt, checks, sample_rows=settings.quality.sample_rows if sample is None else sample,
-            batch_id=batch_id, partition=label, previous_rows=previous,
-        )  # fmt: skip
+        with err_console.status(f"checking {name}: {len(checks)} checks", spinner="dots"):
+            report = run_checks(
+                tgt, checks, sample_rows=settings.quality.sample_rows if sample is None else sample,
+                batch_id=batch_id, partition=label, previous_rows=previous,
+            )  # fmt: skip
     finally:
         tgt.close()
     if record:
