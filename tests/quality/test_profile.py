@@ -149,12 +149,28 @@ def test_parquet_profile_matches_pandas(parquet_file: Path, frame: pd.DataFrame)
     assert prof.bytes == parquet_file.stat().st_size
 
 
-def test_csv_profile_matches_pandas(csv_file: Path, frame: pd.DataFrame) -> None:
+@pytest.fixture(params=["arrow", "duckdb"])
+def csv_reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """CSV is parsed by PyArrow when it fits the memory budget, by DuckDB (spilling) otherwise: test both."""
+    if request.param == "duckdb":
+        monkeypatch.setattr("headwater.quality.profiling._memory_budget", lambda: 0)
+    return str(request.param)
+
+
+def test_csv_profile_matches_pandas(csv_file: Path, frame: pd.DataFrame, csv_reader: str) -> None:
     prof = profile(csv_file, table="orders")
     assert prof.table == "orders"
     assert prof.rejected_lines == 0
     assert prof.column("ordered_at").kind == "temporal"
     _check_against_pandas(prof, frame)
+
+
+def test_csv_whose_later_file_breaks_the_types_falls_back_to_duckdb(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("id,n\n1,10\n2,20\n")
+    (tmp_path / "b.csv").write_text("id,n\n3,thirty\n4,40\n")
+    prof = profile(tmp_path, table="t")
+    assert prof.rows == 4
+    assert prof.column("n").kind == "string"  # DuckDB read both files with one sniffed schema
 
 
 def test_arrow_profile_and_unique_column(frame: pd.DataFrame) -> None:
@@ -195,7 +211,7 @@ def dirty(tmp_path_factory: pytest.TempPathFactory) -> GenerateResult:
     return generate(load_dataset("events"), out, opts)
 
 
-def test_profile_finds_the_injected_defects(dirty: GenerateResult) -> None:
+def test_profile_finds_the_injected_defects(dirty: GenerateResult, csv_reader: str) -> None:
     out = dirty.out
     with (out / "defects.csv").open() as fh:
         ledger = [r for r in csv.DictReader(fh) if r["file"].startswith("2021/")]

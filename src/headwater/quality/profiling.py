@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from headwater.errors import DataError, UsageError, WarehouseBusyError
 from headwater.progress import Progress, no_progress
@@ -172,6 +174,7 @@ class _Source:
 
     def __init__(self, threads: int | None, memory_limit: str | None, temp_dir: Path | None) -> None:
         self.con = duckdb.connect()
+        self.con.execute("SET enable_progress_bar = false")
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
         if memory_limit:
@@ -188,9 +191,10 @@ class _Source:
         self.con.register(self.relation, table)
 
     def files(self, files: list[Path]) -> None:
-        """Parquet: read in place. CSV: parsed once into a temporary table (DuckDB spills it to disk when
-        it outgrows memory), because both passes over typed columns cost far less than parsing the text
-        twice; lines that do not parse are captured (``store_rejects``) and counted."""
+        """Parquet: read in place. CSV up to a quarter of the memory: parsed once by PyArrow's multi-threaded
+        reader (about 3x DuckDB's here) and scanned in place; larger CSV, or CSV whose later values break
+        the types inferred from the first block: parsed once into a temporary DuckDB table, which spills
+        to disk beyond memory. Either way lines that do not parse are counted, never silently lost."""
         listing = "[" + ", ".join(_s(f) for f in files) + "]"
         self.bytes = sum(f.stat().st_size for f in files)
         try:
@@ -198,6 +202,8 @@ class _Source:
                 self.con.execute(
                     f"CREATE TEMP VIEW {self.relation} AS SELECT * FROM read_parquet({listing}, union_by_name = true)"
                 )
+                return
+            if self.bytes <= _memory_budget() and self._arrow_csv(files):
                 return
             self.con.execute(
                 f"CREATE TEMP TABLE {self.relation} AS SELECT * FROM read_csv({listing}, header = true, "
@@ -210,6 +216,31 @@ class _Source:
             self.rejected = int(row[0]) if row else 0
         except duckdb.Error as exc:
             raise DataError(f"{files[0]}: cannot read: {str(exc).splitlines()[0]}") from exc
+
+    def _arrow_csv(self, files: list[Path]) -> bool:
+        """Read ``files`` with PyArrow (types from the first file); False when a value breaks those types."""
+        rejected = 0
+
+        def skip(row: pacsv.InvalidRow) -> str:
+            nonlocal rejected
+            rejected += 1
+            return "skip"
+
+        parse = pacsv.ParseOptions(invalid_row_handler=skip)
+        tables: list[pa.Table] = []
+        types: dict[str, pa.DataType] = {}
+        try:
+            for f in files:
+                convert = pacsv.ConvertOptions(strings_can_be_null=True, column_types=types)
+                tables.append(pacsv.read_csv(f, parse_options=parse, convert_options=convert))
+                if not types:
+                    types = {fld.name: fld.type for fld in tables[0].schema if not pa.types.is_null(fld.type)}
+            table = pa.concat_tables(tables, promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return False
+        self.rejected = rejected
+        self.arrow(table)
+        return True
 
     def estimate_rows(self) -> int:
         """Rows to size the pass-1 sample (a metadata read for Parquet and tables)."""
@@ -234,6 +265,14 @@ class _Source:
         except duckdb.Error as exc:
             raise DataError(f"profile: {str(exc).splitlines()[0]}") from exc
         return dict(zip(names, rows[0], strict=True))
+
+
+def _memory_budget() -> int:
+    """A quarter of the machine's memory: CSV up to this size is parsed into Arrow in memory."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")) // 4
+    except (ValueError, OSError, AttributeError):
+        return 1 << 30
 
 
 def _data_files(paths: Sequence[Path]) -> list[Path]:
