@@ -59,7 +59,8 @@ def test_bad_folders_are_each_quarantined_with_their_reason(
 ) -> None:
     settings = project_factory()
     lab = tmp_path / "lab"
-    good, no_meta, empty, escape, bad_date = make_sessions(lab, count=5)
+    good, no_meta, empty, escape, bad_date, climb = make_sessions(lab, count=6)
+    (climb / "..\\escape.bin").write_bytes(b"x")  # '..\escape.bin': a traversal on Windows-style keys
     (no_meta / "metadata.txt").unlink()
     (empty / "channels_03.bin").write_bytes(b"")
     os.symlink("/etc/hostname", escape / "host.bin")
@@ -74,6 +75,7 @@ def test_bad_folders_are_each_quarantined_with_their_reason(
         empty.name: f"{empty.name}/channels_03.bin: empty file",
         escape.name: f"{escape.name}/host.bin: symlink to /etc/hostname points outside the session folder",
         wrong.name: "20210229_161221: folder name is not a real date and time (day is out of range for month)",
+        climb.name: f"{climb.name}/'..\\\\escape.bin': file name with a path separator, '..' or control characters",
     }
     quarantine = settings.resolve("quarantine/sessions")
     for name, message in expected.items():
