@@ -352,3 +352,24 @@ def test_dates_out_of_range_are_flagged() -> None:
     prof = profile(pa.table({"d": days}), now=dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
     assert _column(prof, "d").out_of_range_dates == 2
     assert any("out of range" in a or "before 1900" in a for a in _column(prof, "d").anomalies)
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        pa.table({"a": pa.array([], pa.int64()), "s": pa.array([], pa.string())}),
+        pa.table(
+            {"a": pa.array([None] * 5, pa.int64()), "n": pa.nulls(5), "s": pa.array([None] * 5, pa.string())}
+        ),
+        pa.table({"a": [1] * 10, "d": [dt.date(2021, 1, 1)] * 10, "f": [1.5] * 10, "b": [True] * 10}),
+        pa.table({"x": pa.array([1, 2, 3], pa.decimal128(10, 2)), "l": pa.array([[1], [2], [3]])}),
+        pa.table({"t": pa.array([dt.datetime(2021, 1, 1, tzinfo=dt.UTC)] * 2, pa.timestamp("us", "UTC"))}),
+    ],
+    ids=["empty", "all-null", "constant", "decimal-and-list", "timestamptz"],
+)
+def test_edge_cases_profile_render_and_serialise(table: pa.Table) -> None:
+    prof = profile(table, table="edge")
+    assert prof.rows == table.num_rows
+    assert [c.nulls for c in prof.columns] == [table.column(i).null_count for i in range(table.num_columns)]
+    assert "<html" in render_html(prof)
+    json.dumps(prof.to_json())

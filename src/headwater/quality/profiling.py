@@ -74,6 +74,8 @@ def value_shapes(values: Sequence[str], top: int = 5) -> list[tuple[str, float]]
 
 def _kind(duck_type: str) -> str:
     t = duck_type.upper()
+    if t.endswith("]") or t.startswith(("STRUCT", "MAP", "UNION")):
+        return "other"  # nested values: counted, not summarised
     if t.startswith(("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
                      "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "DECIMAL", "REAL")):  # fmt: skip
         return "numeric"
