@@ -87,6 +87,15 @@ class EventsSettings(_Model):
     threads: int = Field(default=0, ge=0, description="0 = one per core")
 
 
+_GENERATOR_REQUIRED: dict[str, Literal["int", "float", "str", "bool", "timestamp"]] = {
+    "subject_id": "str",
+    "fatigue_level": "int",
+    "sample_rate_hz": "int",
+    "channels": "int",
+    "hardware_model": "str",
+}
+
+
 class SessionsSettings(_Model):
     """Recording sessions: upload checks, the catalog database and the preprocessing function."""
 
@@ -97,13 +106,7 @@ class SessionsSettings(_Model):
     catalog_path: str = Field(default="catalog.sqlite", description="embedded catalog: SQLite in WAL mode")
     metadata_file: str = "metadata.txt"
     required_fields: dict[str, Literal["int", "float", "str", "bool", "timestamp"]] = Field(
-        default_factory=lambda: {
-            "subject_id": "str",
-            "fatigue_level": "int",
-            "sample_rate_hz": "int",
-            "channels": "int",
-            "hardware_model": "str",
-        }
+        default_factory=lambda: dict(_GENERATOR_REQUIRED)
     )
     max_file_bytes: int = Field(default=4 * 1024**3, gt=0)
     completion_marker: str = "_COMPLETE"
