@@ -499,7 +499,7 @@ def _normalise(rows: pa.Table, reason: str | pa.Array | pa.ChunkedArray, check: 
     """``rows`` with a non-null string ``_hw_reason`` and ``_hw_check``, ``_hw_line`` as int64."""
     n = rows.num_rows
     if isinstance(reason, str):
-        fallback = pa.array([reason] * n, pa.string()) if n else pa.array([], pa.string())
+        fallback = pa.repeat(pa.scalar(reason, pa.string()), n)
     else:
         if len(reason) != n:
             raise DataError(f"quarantine: {len(reason)} reasons for {n} rows; give one reason per row")
@@ -513,7 +513,7 @@ def _normalise(rows: pa.Table, reason: str | pa.Array | pa.ChunkedArray, check: 
     else:
         table = table.append_column(REASON_COLUMN, fallback)
     check_value = check or "unspecified"
-    checks = pa.array([check_value] * n, pa.string())
+    checks = pa.repeat(pa.scalar(check_value, pa.string()), n)
     if CHECK_COLUMN in table.column_names:
         merged = pc.coalesce(pc.cast(table.column(CHECK_COLUMN), pa.string()), checks)
         table = table.set_column(table.column_names.index(CHECK_COLUMN), CHECK_COLUMN, merged)
@@ -554,7 +554,7 @@ def _with_lineage(table: pa.Table, entry_id: str) -> pa.Table:
     col = "_hw_quarantine_id"
     if col in table.column_names:
         table = table.drop_columns([col])
-    return table.append_column(col, pa.array([entry_id] * table.num_rows, pa.string()))
+    return table.append_column(col, pa.repeat(pa.scalar(entry_id, pa.string()), table.num_rows))
 
 
 def strip_internal(table: pa.Table) -> pa.Table:
