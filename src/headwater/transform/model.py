@@ -101,18 +101,13 @@ class ModelSet:
 
 
 def table_references(sql: str, where: str = "<sql>") -> tuple[str, ...]:
-    """The tables a query reads (CTE names excluded), in first-seen order."""
+    """The tables a query reads (CTE names excluded), sorted."""
     try:
         tree = sqlglot.parse_one(sql, read="duckdb")
     except ParseError as exc:
         raise SchemaError(f"{where}: not valid DuckDB SQL: {str(exc).splitlines()[0]}") from exc
     ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)}
-    seen: list[str] = []
-    for table in tree.find_all(exp.Table):
-        name = table.name
-        if name and name not in ctes and name not in seen:
-            seen.append(name)
-    return tuple(seen)
+    return tuple(sorted({t.name for t in tree.find_all(exp.Table) if t.name and t.name not in ctes}))
 
 
 def parse_model(name: str, text: str, where: str = "") -> Model:

@@ -5,7 +5,8 @@ functions, so ``import headwater`` never needs it. Locally the engine starts (or
 ``local[N]`` mode; on a cluster ``python -m headwater.transform.spark_job`` is the spark-submit entry point
 (see docs/transform.md).
 
-Session settings that make Spark agree with DuckDB: UTC session time zone; ``TIMESTAMP_NTZ`` as the
+Session settings that make Spark agree with DuckDB, set for the length of each run (and put back after,
+since a session is shared by everything in the process): UTC session time zone; ``TIMESTAMP_NTZ`` as the
 default timestamp type, so ``CAST(x AS TIMESTAMP)`` and Parquet timestamps are plain wall-clock UTC values
 as on DuckDB; Parquet timestamps written as INT64 microseconds (not INT96).
 """
@@ -85,7 +86,6 @@ def spark_session(
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.master(master).appName(app_name)
     settings = {
-        **SESSION_CONF,
         **(LOCAL_CONF if master.startswith("local") else {}),
         "spark.sql.shuffle.partitions": str(shuffle_partitions),
         "spark.driver.memory": driver_memory,
@@ -96,9 +96,24 @@ def spark_session(
     with _quiet():
         session = builder.getOrCreate()
         session.sparkContext.setLogLevel("OFF")
-        for key, value in SESSION_CONF.items():  # a reused session gets them too
-            session.conf.set(key, value)
     return session
+
+
+@contextlib.contextmanager
+def session_conf(spark: Any, conf: Mapping[str, str]) -> Iterator[None]:
+    """Set SQL settings on a (possibly shared) session for the length of a run, then put back what was
+    there, so other users of the same session see their own settings."""
+    before = {key: spark.conf.get(key, None) for key in conf}
+    for key, value in conf.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 def _error_line(exc: BaseException) -> str:
@@ -117,7 +132,7 @@ def run_models_on_spark(
     to ``<out>/<model>`` and read back from there. Returns ``{model: (path, seconds)}``. This is the part
     that runs unchanged under spark-submit."""
     written: dict[str, tuple[str, float]] = {}
-    with _quiet():
+    with _quiet(), session_conf(spark, SESSION_CONF):
         for name in models.sources:
             spark.read.parquet(*[str(p) for p in sources[name]]).createOrReplaceTempView(name)
         for model in models:

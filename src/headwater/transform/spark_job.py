@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.output:
         models = models.select(args.output)
 
-    from headwater.transform.spark import SESSION_CONF, run_models_on_spark, spark_session
+    from headwater.transform.spark import run_models_on_spark, spark_session
 
     if args.master:
         spark = spark_session(args.master, app_name="headwater-spark-job")
@@ -54,8 +54,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pyspark.sql import SparkSession
 
         spark = SparkSession.builder.appName("headwater-spark-job").getOrCreate()
-        for key, value in SESSION_CONF.items():
-            spark.conf.set(key, value)
     missing = [s for s in models.sources if s not in sources]
     if missing:
         parser.error(f"models read {', '.join(missing)}: give --source for each")

@@ -34,7 +34,11 @@ ALLOWED_FUNCTIONS = frozenset(
         "Replace",
         "RegexpReplace",
         "RegexpExtract",
-        # conditionals and casts
+        "Contains",
+        "Chr",
+        # logic, conditionals and casts
+        "And",
+        "Or",
         "Case",
         "If",
         "Coalesce",
@@ -81,6 +85,10 @@ ALLOWED_CASTS = frozenset(
         exp.DataType.Type.TIMESTAMPNTZ,
     }
 )
+
+#: functions whose integer result type differs between the engines (DuckDB: BIGINT or HUGEINT, which its
+#: Parquet writer turns into DOUBLE; Spark: INT or BIGINT): a projected value must pass through a CAST
+NEEDS_CAST = frozenset({"Sum", "Length", "Year", "Month", "Day", "Quarter", "DateDiff"})
 
 ALLOWED_INTERVAL_UNITS = frozenset({"SECOND", "MINUTE", "HOUR", "DAY"})
 ALLOWED_DATE_DIFF_UNITS = frozenset({"DAY"})
@@ -134,6 +142,33 @@ def check_subset(sql: str, where: str = "<sql>") -> None:
         if isinstance(node, exp.Window) and not isinstance(node.this, exp.RowNumber):
             raise _fail(where, node, "only row_number() is proven as a window function")
         _check_node(where, node)
+        if type(node).__name__ in NEEDS_CAST and not _cast_before_output(node):
+            raise _fail(
+                where,
+                node,
+                f"{type(node).__name__.lower()}() returns BIGINT/HUGEINT on DuckDB and INT/BIGINT on Spark; "
+                "CAST the column to INTEGER, BIGINT or DOUBLE",
+            )
+
+
+def _cast_before_output(node: Any) -> bool:
+    """True unless ``node`` flows into a SELECT column without passing a CAST (values used only in
+    WHERE, JOIN, GROUP BY or ORDER BY never reach an output, so their width does not matter)."""
+    parent = node.parent
+    while parent is not None:
+        if isinstance(parent, exp.Cast | exp.TryCast):
+            return True
+        if isinstance(parent, exp.Select):
+            return node_in_projection(parent, node) is False
+        if isinstance(parent, exp.Where | exp.Join | exp.Group | exp.Order | exp.Having | exp.Window):
+            return True
+        parent = parent.parent
+    return True
+
+
+def node_in_projection(select: Any, node: Any) -> bool:
+    """True when ``node`` sits inside one of ``select``'s output columns."""
+    return any(node is e or any(node is d for d in e.walk()) for e in select.expressions)
 
 
 def _check_node(where: str, node: Any) -> None:
@@ -146,8 +181,6 @@ def _check_node(where: str, node: Any) -> None:
             )
         _check_pattern(where, node, node.args.get("expression"))
     elif isinstance(node, exp.RegexpExtract):
-        if node.args.get("group") is None:
-            raise _fail(where, node, "regexp_extract needs an explicit group number")
         _check_pattern(where, node, node.args.get("expression"))
     elif isinstance(node, exp.Cast | exp.TryCast):
         to = node.args.get("to")

@@ -1,28 +1,46 @@
--- Each review once: the row with the latest record_create_timestamp wins; ties go to the later row.
+-- Each review once: the row with the latest record_create_timestamp wins (the API re-sends ~1% of rows
+-- with a newer one); a tie goes to the row that arrived later (file, then row in the file).
+-- Only the ids that occur more than once are ranked (a window over every review would sort the whole
+-- batch, text and all); every other row is kept by an anti-join against the few rows that lost.
 -- unique: review_id
-SELECT
-    review_id,
-    user_id,
-    book_id,
-    author_id,
-    review_text,
-    review_rating,
-    review_votes,
-    spoiler_flag,
-    spoiler_state,
-    review_added_date,
-    review_updated_date,
-    review_read_count,
-    comments_count,
-    review_url,
-    record_create_timestamp
-FROM (
-    SELECT
-        *,
-        row_number() OVER (
-            PARTITION BY review_id
-            ORDER BY record_create_timestamp DESC NULLS LAST, _hw_file DESC, _hw_row DESC
-        ) AS revision
+WITH repeated AS (
+    SELECT review_id
     FROM src_reviews
-) AS ranked
-WHERE revision = 1
+    GROUP BY review_id
+    HAVING count(*) > 1
+),
+superseded AS (
+    SELECT _hw_file, _hw_row
+    FROM (
+        SELECT
+            _hw_file,
+            _hw_row,
+            row_number() OVER (
+                PARTITION BY review_id
+                ORDER BY record_create_timestamp DESC NULLS LAST, _hw_file DESC, _hw_row DESC
+            ) AS revision
+        FROM src_reviews
+        WHERE review_id IN (SELECT review_id FROM repeated)
+    ) AS ranked
+    WHERE revision > 1
+)
+SELECT
+    r.review_id,
+    r.user_id,
+    r.book_id,
+    r.author_id,
+    r.review_text,
+    r.review_rating,
+    r.review_votes,
+    r.spoiler_flag,
+    r.spoiler_state,
+    r.review_added_date,
+    r.review_updated_date,
+    r.review_read_count,
+    r.comments_count,
+    r.review_url,
+    r.record_create_timestamp
+FROM src_reviews AS r
+WHERE NOT EXISTS (
+    SELECT 1 FROM superseded AS s WHERE s._hw_file = r._hw_file AND s._hw_row = r._hw_row
+)

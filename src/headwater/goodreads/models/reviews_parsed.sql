@@ -1,13 +1,20 @@
 -- Review dates parsed from 'Tue Feb 11 18:08:25 -0800 2020' (fixed width, checked when the batch was
 -- read): the local wall-clock time, and the UTC offset in minutes (-480 here), kept separately.
--- Text is normalised: whitespace collapsed and trimmed, empty as NULL.
+-- Text is normalised: whitespace runs collapsed to one space, trimmed, empty as NULL. Only texts that
+-- hold a double space, tab or line break pay for the regular expression (run on every review it cost
+-- more than all the other models together).
 -- unique: review_id
 SELECT
     review_id,
     user_id,
     book_id,
     author_id,
-    nullif(trim(regexp_replace(review_text, '\s+', ' ', 'g')), '') AS review_text,
+    CASE
+        WHEN contains(review_text, '  ') OR contains(review_text, chr(9)) OR contains(review_text, chr(10))
+            OR contains(review_text, chr(13))
+            THEN nullif(trim(regexp_replace(review_text, '\s+', ' ', 'g')), '')
+        ELSE nullif(trim(review_text), '')
+    END AS review_text,
     review_rating,
     review_votes,
     spoiler_flag,
