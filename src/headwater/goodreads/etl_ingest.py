@@ -141,8 +141,7 @@ def _read_query(path: Path, entity: Entity, rejects: str, scans: str) -> str:
         f"SELECT {names}, {reason_expression(entity)} AS {REASON} FROM read_csv({sql_string(path)}, "
         f"columns = {columns}, header = true, auto_detect = false, delim = ',', quote = '\"', escape = '\"', "
         f"nullstr = '', allow_quoted_nulls = false, store_rejects = true, "
-        f"rejects_table = {sql_string(rejects)}, rejects_scan = {sql_string(scans)}, "
-        f"timestampformat = '%Y-%m-%d %H:%M:%S')"
+        f"rejects_table = {sql_string(rejects)}, rejects_scan = {sql_string(scans)})"
     )
 
 
