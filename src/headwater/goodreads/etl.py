@@ -408,6 +408,7 @@ class _Cycle:
             self.ledger.advance(ref, BatchState.BLOCKED, **facts)
             self._alert_held(ref, result)
             return
+        report.state = BatchState.LOADED
         report.loaded_rows = result.loaded_rows
         report.stages.append(
             StageStats(
@@ -456,8 +457,6 @@ class _Cycle:
                 fresh = self.ledger.get(ref)
                 assert fresh is not None
                 self.publish(ref, fresh, report)
-                if report.state is not BatchState.BLOCKED:
-                    report.state = BatchState.LOADED
         except Exception as exc:  # one batch failing must not stop the others; raised by the caller
             report.error = _error_text(exc)
             log.warning("goodreads batch %s failed: %s", ref.key, report.error)

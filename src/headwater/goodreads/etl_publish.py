@@ -185,6 +185,7 @@ class Publisher:
         self.wh = warehouse
         self.batch_key = batch_key
         self.batch_id = warehouse_batch_id(batch_key)
+        self.gate_id = batch_key.rsplit("/", 1)[-1]  # quarantine and checks history use the landing batch id
         self.landing_sha256 = landing_sha256
         self.processed = processed
         self.scratch = scratch
@@ -278,7 +279,7 @@ class Publisher:
             f"{FACT.table}_orphans",
             self.sources[FACT.table],
             dataset=DATASET,
-            batch_id=self.batch_id,
+            batch_id=self.gate_id,
             checks=checks,
             refs=refs,
             mode=GateMode.SPLIT,
@@ -322,7 +323,7 @@ class Publisher:
                 spec.table,
                 self.sources[spec.table],
                 dataset=DATASET,
-                batch_id=self.batch_id,
+                batch_id=self.gate_id,
                 checks=self.checks_for(spec),
                 mode=GateMode.HOLD,
                 alert=False,  # one alert for the whole batch, sent by the cycle

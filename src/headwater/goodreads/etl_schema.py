@@ -161,6 +161,7 @@ def row_rules(entity: Entity) -> list[RowRule]:
         rules += [
             _missing("user_id"),
             _missing("book_id"),
+            _missing("author_id"),
             RowRule(
                 "review_rating IS NULL OR review_rating NOT BETWEEN 1 AND 5",
                 "'review_rating: ' || coalesce(CAST(review_rating AS VARCHAR), 'NULL') || ' not in 1..5'",
