@@ -58,7 +58,8 @@ def make_settings(folder: Path, extra: Mapping[str, Any] | None = None) -> Setti
         "warehouse": {"kind": "duckdb", "path": "warehouse.duckdb"},
     }
     for key, value in (extra or {}).items():
-        body[key] = {**body.get(key, {}), **value} if isinstance(value, dict) else value
+        merge = isinstance(value, dict) and key != "warehouse"
+        body[key] = {**body.get(key, {}), **value} if merge else value
     (folder / "headwater.yaml").write_text(yaml.safe_dump(body))
     return load_settings(folder, env={})
 
