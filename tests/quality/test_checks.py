@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from headwater.errors import ConfigError, UsageError
+from headwater.errors import ConfigError, DataError, UsageError
 from headwater.quality import (
     BatchTarget,
     CheckTarget,
@@ -270,3 +270,12 @@ def test_dump_and_parse_round_trip_and_files(tmp_path: Path) -> None:
     path.write_text("- [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_checks_file(path, "t")
+
+
+def test_csv_with_a_ragged_line_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("id,v\n1,a\n2,b,extra\n3,c\n")
+    with pytest.raises(DataError) as err:
+        BatchTarget.from_files(path)
+    assert str(err.value).startswith(f"{path} line 3: 3 fields, the header has 2")
+    assert "\n" not in str(err.value)
