@@ -1,16 +1,18 @@
 """Profile a new source: per column type, nulls, distinct values, min/max/mean/quantiles, top values,
 histograms, duplicates and anomalies, plus checks the data suggests. All in DuckDB SQL aggregates:
 
-* **pass 1**, one aggregate over every column: counts, approximate distinct counts, min/max/mean/std,
-  approximate quantiles, string lengths, approximate top values and value shapes (digits -> ``9``,
-  letters -> ``a``), and the exact number of distinct rows and keys (by 64-bit row hash);
+* **pass 1**, one aggregate over every column: counts, distinct estimates, min/max/mean/std, string
+  lengths; quantiles, top-value candidates and value shapes (digits -> ``9``, letters -> ``a``) from a
+  random sample;
 * **pass 2**, one aggregate that needs pass 1's answers: histogram bins, exact counts of the top values,
-  IQR outliers, values off the dominant shape, dates out of range, exact distinct counts of the columns
-  that look unique.
+  IQR outliers, values off the dominant shape, unparsable and out-of-range dates;
+* a **hashing scan** returns one 64-bit hash per row (and per key, and each column that looks unique):
+  NumPy sorts them for exact counts of duplicate rows, duplicate keys and distinct values.
 
-CSV input is parsed once into a temporary DuckDB table (spilling to disk when it outgrows memory); lines
-that do not parse are counted, not lost. Parquet files and Arrow tables are read in place; a warehouse
-table in place (DuckDB file, attached read-only) or fetched as Arrow (PostgreSQL).
+CSV that fits a quarter of the memory is parsed once by PyArrow and scanned in place; larger CSV is parsed
+once into a temporary DuckDB table that spills to disk. Lines that do not parse are counted, not lost.
+Parquet files and Arrow tables are read in place; a warehouse table in place (DuckDB file, attached
+read-only) or fetched as Arrow (PostgreSQL).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -44,6 +47,8 @@ SHAPE_SAMPLE_ROWS = (
     20_000  # about this many values per text column are shaped (in Arrow) to find the dominant shape
 )
 SHAPE_SHARE = 0.5  # a shape this common in the sample is "dominant": values off it are anomalies
+CSV_BLOCK = 16 << 20  # PyArrow CSV block: 16 MiB parsed ~1.6x faster than the 1 MiB default here
+TOP_EXACT_SHARE = 0.1  # top values are counted exactly when distinct values are at most this share of rows
 LOW_CARDINALITY = 50  # at most this many distinct values: count them all exactly
 DATE_FLOOR = dt.datetime(1900, 1, 1)
 
@@ -107,6 +112,7 @@ class ColumnProfile:
     std: float | None = None
     quantiles: dict[str, Any] = field(default_factory=dict)
     top: list[tuple[Any, int]] = field(default_factory=list)
+    top_exact: bool = True  # False: counts estimated from a sample (free text)
     histogram: list[tuple[Any, Any, int]] = field(default_factory=list)
     min_length: int | None = None
     max_length: int | None = None
@@ -234,7 +240,10 @@ class _Source:
         try:
             for f in files:
                 convert = pacsv.ConvertOptions(strings_can_be_null=True, column_types=types)
-                tables.append(pacsv.read_csv(f, parse_options=parse, convert_options=convert))
+                read = pacsv.ReadOptions(block_size=CSV_BLOCK)
+                tables.append(
+                    pacsv.read_csv(f, read_options=read, parse_options=parse, convert_options=convert)
+                )
                 if not types:
                     types = {fld.name: fld.type for fld in tables[0].schema if not pa.types.is_null(fld.type)}
             table = pa.concat_tables(tables, promote_options="permissive")
@@ -331,12 +340,13 @@ def profile(
         estimate = src.estimate_rows()
         sample_p = min(1.0, SAMPLE_ROWS / max(estimate, 1))
         exact = estimate <= EXACT_DISTINCT_ROWS
-        first = src.query(_pass1_sql(src.relation, cols, list(key), top_n, sample_p, exact))
+        first = src.query(_pass1_sql(src.relation, cols, top_n, sample_p, exact))
         rows = int(first["n"] or 0)
         _apply_pass1(cols, first, rows, exact)
         progress("profile", 1, 3)
         second = src.query(_pass2_sql(src.relation, cols, bins, now or dt.datetime.now(dt.UTC)))
         _apply_pass2(cols, second, bins, top_n)
+        distinct_rows, distinct_keys, keyed = _hash_pass(src, cols, list(key))
         progress("profile", 1, 3)
         prof = Profile(
             source=label,
@@ -344,12 +354,12 @@ def profile(
             rows=rows,
             columns=cols,
             bytes=src.bytes,
-            duplicate_rows=rows - int(first["distinct_rows"] or 0),
+            duplicate_rows=rows - distinct_rows,
             key=list(key) or [c.name for c in cols if c.unique][:1],
             rejected_lines=src.rejected,
         )
         if key:
-            prof.duplicate_keys = int(first["keyed"] or 0) - int(first["distinct_keys"] or 0)
+            prof.duplicate_keys = keyed - distinct_keys
         elif prof.key:
             prof.duplicate_keys = 0
         for c in cols:
@@ -379,20 +389,11 @@ def _open(src: _Source, source: str | Path | Sequence[Path] | pa.Table, warehous
     return str(paths[0]) if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1})"
 
 
-def _pass1_sql(
-    rel: str, cols: list[ColumnProfile], key: list[str], top_n: int, sample_p: float, exact: bool = False
-) -> str:
+def _pass1_sql(rel: str, cols: list[ColumnProfile], top_n: int, sample_p: float, exact: bool = False) -> str:
     """Exact counts, distinct estimates, min/max/mean/std and string lengths over every row; quantiles,
     top-value candidates and value shapes over a random sample of about ``SAMPLE_ROWS`` rows (their
     exact counts come in pass 2)."""
     exprs = ["count(*) AS n"]
-    all_cols = ", ".join(_q(c.name) for c in cols)
-    exprs.append(f"count(DISTINCT hash({all_cols})) AS distinct_rows")
-    if key:
-        keyed = " AND ".join(f"{_q(k)} IS NOT NULL" for k in key)
-        kh = f"hash({', '.join(_q(k) for k in key)})"
-        exprs.append(f"count(DISTINCT CASE WHEN {keyed} THEN {kh} END) AS distinct_keys")
-        exprs.append(f"count(CASE WHEN {keyed} THEN 1 END) AS keyed")
     qs = "[" + ", ".join(str(q) for q in QUANTILES) + "]"
     sampled = "FILTER (WHERE hw_s)"
     for i, c in enumerate(cols):
@@ -441,13 +442,28 @@ def _apply_pass1(cols: list[ColumnProfile], r: dict[str, Any], rows: int, exact:
         if c.kind == "string":
             c.min_length, c.max_length = r[f"c{i}_minlen"], r[f"c{i}_maxlen"]
             c.mean_length = _float(r[f"c{i}_meanlen"])
-            c.patterns = value_shapes(r[f"c{i}_sample"] or [])
+            sample = r[f"c{i}_sample"] or []
+            c.patterns = value_shapes(sample)
+            if sample and c.distinct > TOP_EXACT_SHARE * c.count:  # free text: top values estimated
+                c.top = _estimated_top(sample, c.count)
+                c.top_exact = False
         if c.kind == "boolean":
             c.true_count = int(r[f"c{i}_true"] or 0)
             c.top = [(True, c.true_count), (False, c.count - c.true_count)]
         top = r.get(f"c{i}_top")
         if top:
             c.top = [(v, 0) for v in top if v is not None]
+
+
+def _estimated_top(sample: Sequence[Any], count: int, top: int = 10) -> list[tuple[Any, int]]:
+    """The most frequent values of a sample with their counts scaled to ``count`` values."""
+    counts = pc.value_counts(pa.array(sample))
+    pairs = sorted(
+        zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True),
+        key=lambda kv: (-kv[1], str(kv[0])),
+    )
+    scale = count / len(sample)
+    return [(v, round(n * scale)) for v, n in pairs[:top]]
 
 
 def _float(v: Any) -> float | None:
@@ -498,7 +514,11 @@ def _pass2_sql(rel: str, cols: list[ColumnProfile], bins: int, now: dt.datetime)
             exprs.append(
                 f"count_if(CAST({col} AS TIMESTAMP) < TIMESTAMP '{DATE_FLOOR:%Y-%m-%d}' OR CAST({col} AS TIMESTAMP) > TIMESTAMP '{ceiling}') AS c{i}_dates"
             )
-        if c.kind in ("string", "numeric") and (c.top or low_card):
+        if (
+            c.kind in ("string", "numeric")
+            and (c.top or low_card)
+            and c.distinct <= TOP_EXACT_SHARE * c.count
+        ):
             if low_card:
                 exprs.append(f"histogram({col}) AS c{i}_vals")
             else:
@@ -513,8 +533,6 @@ def _pass2_sql(rel: str, cols: list[ColumnProfile], bins: int, now: dt.datetime)
                 exprs.append(
                     f"count_if({col} IS NOT NULL AND TRY_CAST({col} AS TIMESTAMP) IS NULL) AS c{i}_bad_dates"
                 )
-        if c.kind in ("numeric", "string") and c.distinct >= 0.9 * c.count and c.count and c.nulls == 0:
-            exprs.append(f"count(DISTINCT {col}) AS c{i}_exact")
     return f"SELECT {', '.join(exprs)} FROM {rel}"
 
 
@@ -556,10 +574,57 @@ def _apply_pass2(cols: list[ColumnProfile], r: dict[str, Any], bins: int, top_n:
             c.off_pattern = c.count - dom
             c.off_pattern_examples = [str(v) for v in (r.get(f"c{i}_offx") or []) if v is not None][:5]
         c.unparsable_dates = int(r.get(f"c{i}_bad_dates") or 0)
-        exact = r.get(f"c{i}_exact")
-        if exact is not None:
-            c.distinct, c.distinct_exact = int(exact), True
-            c.unique = c.distinct == c.count and c.count > 0
+
+
+def _distinct(values: pa.ChunkedArray | pa.Array) -> tuple[int, int]:
+    """(non-null values, distinct non-null values), exactly, by sorting: on 10^7 keys NumPy's sort takes
+    about a tenth of the time of a hash set (DuckDB's count(DISTINCT) or Arrow's count_distinct) here."""
+    arr = values.drop_null() if isinstance(values, pa.Array) else values.combine_chunks().drop_null()
+    if len(arr) == 0:
+        return 0, 0
+    v = np.sort(np.asarray(arr.to_numpy(zero_copy_only=False)))
+    return int(v.size), int(np.count_nonzero(v[1:] != v[:-1])) + 1
+
+
+def _hash_pass(src: _Source, cols: list[ColumnProfile], key: list[str]) -> tuple[int, int, int]:
+    """Exact distinct counts: of whole rows (by 64-bit row hash), of ``key``, and of each column that
+    looks unique after pass 1 (no nulls, distinct estimate >= 90% of the rows). One scan returns the
+    hashes (integer keys as they are); NumPy sorts them. Returns (distinct rows, distinct keys, keyed rows)."""
+    exprs = [f"hash({', '.join(_q(c.name) for c in cols)}) AS hw_row"]
+    if key:
+        present = " AND ".join(f"{_q(k)} IS NOT NULL" for k in key)
+        exprs.append(f"CASE WHEN {present} THEN hash({', '.join(_q(k) for k in key)}) END AS hw_key")
+    candidates = [
+        (i, c) for i, c in enumerate(cols)
+        if c.kind in ("numeric", "string") and c.count and c.nulls == 0 and c.distinct >= 0.9 * c.count
+        and not c.distinct_exact
+    ]  # fmt: skip
+    for i, c in candidates:
+        integer = c.type.upper().split("(")[0] in {
+            "TINYINT",
+            "SMALLINT",
+            "INTEGER",
+            "BIGINT",
+            "UTINYINT",
+            "USMALLINT",
+            "UINTEGER",
+            "UBIGINT",
+        }
+        exprs.append(f"{_q(c.name) if integer else f'hash({_q(c.name)})'} AS hw_c{i}")
+    try:
+        hashes = src.con.sql(f"SELECT {', '.join(exprs)} FROM {src.relation}").to_arrow_table()
+    except duckdb.Error as exc:
+        raise DataError(f"profile: {str(exc).splitlines()[0]}") from exc
+    _, distinct_rows = _distinct(hashes.column("hw_row"))
+    keyed, distinct_keys = _distinct(hashes.column("hw_key")) if key else (0, 0)
+    for i, c in candidates:
+        _, c.distinct = _distinct(hashes.column(f"hw_c{i}"))
+        c.distinct_exact = True
+        c.unique = c.distinct == c.count
+    for c in cols:
+        if c.distinct_exact and not c.unique and c.kind in ("numeric", "string"):
+            c.unique = c.count > 0 and c.nulls == 0 and c.distinct == c.count
+    return distinct_rows, distinct_keys, keyed
 
 
 def _from_number(value: float, c: ColumnProfile) -> Any:
