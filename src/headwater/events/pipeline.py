@@ -442,9 +442,7 @@ def run_month(
         with _timed(report, "quarantine"):
             report.quarantine_uri = _quarantine(settings, batch_id, found, rejects, invalid)
         with _timed(report, "checks"):
-            from headwater.quality import gate_batch
-
-            from headwater.quality import checks_for_table
+            from headwater.quality import checks_for_table, gate_batch
 
             checks = fact_checks(settings)
             declared = {c.name for c in checks_for_table(settings, FACT_TABLE)}
