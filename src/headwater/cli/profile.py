@@ -40,7 +40,8 @@ def _summary(p: Profile) -> Table:
     for name in ("column", "type", "null %", "distinct", "min", "max", "mean", "top value"):
         table.add_column(name, justify="right" if name in {"null %", "distinct", "mean"} else "left")
     for c in p.columns:
-        top = f"{_short(c.top[0][0], 16)} ({c.top[0][1]:,})" if c.top and c.top[0][1] else ""
+        approx = "" if c.top_exact else "~"
+        top = f"{_short(c.top[0][0], 16)} ({approx}{c.top[0][1]:,})" if c.top and c.top[0][1] > 1 else ""
         distinct = f"{c.distinct:,}" + ("" if c.distinct_exact else "~") + (" U" if c.unique else "")
         table.add_row(
             escape(c.name), c.type, f"{c.null_pct:.2f}", distinct, escape(_short(c.min)), escape(_short(c.max)),

@@ -98,9 +98,10 @@ def _chart(c: ColumnProfile) -> str:
             ax.barh(range(len(labels)), values, color="#2f6fa3")
             ax.set_yticks(range(len(labels)), labels)
             ax.set_xlabel("rows")
-        ax.set_title(
-            f"{c.name}: {'distribution' if kind == 'hist' else 'top values'}", loc="left", fontsize=10
-        )
+        what = "distribution" if kind == "hist" else "top values"
+        if kind == "bar" and not c.top_exact:
+            what += " (estimated from a sample)"
+        ax.set_title(f"{c.name}: {what}", loc="left", fontsize=10)
         buf = io.StringIO()
         fig.savefig(buf, format="svg")
         plt.close(fig)
