@@ -340,6 +340,7 @@ class _Cycle:
         working = self.zones.local_input(Zone.WORKING, ref)
         sources = {e.source: sorted((working / e.value).glob("*.parquet")) for e in Entity}
         in_bytes = sum(p.stat().st_size for files in sources.values() for p in files)
+        rows_in = sum(pq.read_metadata(p).num_rows for files in sources.values() for p in files)
         t0 = time.perf_counter()
         expected, duplicates = self.expected_rows(sources)
         out = self.zones.begin_output(Zone.PROCESSED, ref)
@@ -353,7 +354,6 @@ class _Cycle:
             raise
         finally:
             self.zones.release_input(Zone.WORKING, ref)
-        rows_in = sum(pq.read_metadata(p).num_rows for files in sources.values() for p in files)
         stats = StageStats("transform", rows_in, result.rows, in_bytes, time.perf_counter() - t0)
         report.stages.append(stats)
         report.duplicates = duplicates
