@@ -8,6 +8,7 @@ import functools
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import pyarrow as pa
 
@@ -56,13 +57,19 @@ _DUCKDB_TYPES = {
 
 
 @functools.cache
+def _dataset() -> Any:
+    from headwater.generate import load_dataset
+
+    return load_dataset(DATASET)
+
+
+@functools.cache
 def csv_schema(entity: Entity) -> pa.Schema:
     """The columns a landing file of ``entity`` carries, in order, as the generator types them (the review
     dates are text; timestamps without an offset are wall-clock UTC)."""
-    from headwater.generate import load_dataset
     from headwater.generate.block import output_schema
 
-    schema = output_schema(load_dataset(DATASET).tables[entity.value], False)
+    schema = output_schema(_dataset().tables[entity.value], False)
     return pa.schema(
         pa.field(f.name, pa.timestamp("us") if pa.types.is_timestamp(f.type) else f.type) for f in schema
     )
