@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from headwater.config import Settings
 from headwater.orchestrate import build_definitions
-from headwater.orchestrate.runner import dagster_home, environment, run_pipeline
+from headwater.orchestrate.runner import environment, initialise_instance, run_pipeline
 from tests.alerting import SmtpReceiver, WebhookReceiver
 from tests.events.conftest import make_project
 
@@ -136,7 +136,7 @@ orchestrate:
 """
     )
     env = environment(settings)
-    home = dagster_home(settings)
+    home = initialise_instance(settings)
     (home / "workspace.yaml").write_text(
         "load_from:\n  - python_module:\n      module_name: headwater.orchestrate.definitions\n"
         f"      working_directory: {settings.project_dir}\n"

@@ -47,7 +47,12 @@ def test_batch_prefix_follows_the_key_layout() -> None:
     with pytest.raises(UsageError, match="dataset"):
         build_batch_prefix(Zone.LANDING, "../up", date(2021, 1, 1), "b")
     with pytest.raises(UsageError, match="zone"):
-        build_batch_prefix("raw", "events", date(2021, 1, 1), "b")
+        build_batch_prefix("bronze", "events", date(2021, 1, 1), "b")
+    # raw (recording sessions) is a zone of its own, write-once like landing
+    assert build_batch_prefix("raw", "sessions", date(2021, 1, 1), "b").zone is Zone.RAW
+    assert Zone.RAW.write_once
+    assert Zone.LANDING.write_once
+    assert not Zone.WORKING.write_once
 
 
 def test_push_to_landing_is_verified_read_only_and_manifested(tmp_path: Path) -> None:

@@ -59,8 +59,20 @@ def ui_command(host: str, port: int) -> list[str]:
     return [str(exe), "dev", "-m", "headwater.orchestrate.definitions", "-h", host, "-p", str(port)]
 
 
+def initialise_instance(settings: Settings) -> Path:
+    """Create the instance's SQLite storage once, before several processes (webserver, daemon, an
+    in-process run) open it at the same time and race to create the same tables."""
+    home = dagster_home(settings)
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs(limit=1)
+    return home
+
+
 def start_ui(settings: Settings, host: str = "127.0.0.1", port: int = 3000) -> int:
     """Run ``dagster dev`` (webserver + daemon) for the project until interrupted; returns its exit code."""
+    initialise_instance(settings)
     proc = subprocess.Popen(ui_command(host, port), env=environment(settings), cwd=settings.project_dir)
     try:
         return proc.wait()
