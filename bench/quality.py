@@ -39,6 +39,11 @@ CONTENDERS = ("headwater", "pandera", "ydata")
 PRELUDE = """
 import json, sys, time
 from pathlib import Path
+import resource
+def _cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+_cpu0 = _cpu()
 def _hwm():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):
@@ -64,20 +69,20 @@ CHECKS = [
 
 HEADWATER_PROFILE = """
 from headwater.quality import profile
-t = time.perf_counter()
+t, _cpu_t = time.perf_counter(), _cpu()
 p = profile(files, table="events", temp_dir=Path(sys.argv[2]))
-print(json.dumps({"seconds": time.perf_counter() - t, "rows": p.rows, "peak_rss": _hwm(),
+print(json.dumps({"seconds": time.perf_counter() - t, "rows": p.rows, "peak_rss": _hwm(), "cpu": _cpu() - _cpu_t,
                   "note": f"{len(p.columns)} columns, {len(p.suggested_checks)} suggested checks"}))
 """
 
 HEADWATER_CHECKS = """
 from headwater.quality import BatchTarget, parse_checks, run_checks
 checks = parse_checks(json.loads(sys.argv[3]))
-t = time.perf_counter()
+t, _cpu_t = time.perf_counter(), _cpu()
 target = BatchTarget.from_files(files, "events", refs={"users": data / "users.csv"})
 report = run_checks(target, checks)
 failed = [r.name for r in report.results if not r.passed]
-print(json.dumps({"seconds": time.perf_counter() - t, "rows": report.rows, "peak_rss": _hwm(),
+print(json.dumps({"seconds": time.perf_counter() - t, "rows": report.rows, "peak_rss": _hwm(), "cpu": _cpu() - _cpu_t,
                   "note": f"{len(report.results)} checks, failed: {failed or 'none'}"}))
 """
 
@@ -87,7 +92,7 @@ warnings.simplefilter("ignore")
 import pandas as pd
 import pandera.pandas as pa
 spec = {c["type"] + ":" + c.get("column", ",".join(c.get("columns", []))): c for c in json.loads(sys.argv[3])}
-t = time.perf_counter()
+t, _cpu_t = time.perf_counter(), _cpu()
 df = pd.concat([pd.read_csv(f, engine="pyarrow") for f in files], ignore_index=True)
 users = pd.read_csv(data / "users.csv", engine="pyarrow", usecols=["user_id"])
 df["event_time"] = pd.to_datetime(df["event_time"], format="ISO8601")
@@ -113,7 +118,7 @@ try:
     schema.validate(df, lazy=True)
 except pa.errors.SchemaErrors as exc:
     failed = str(len(exc.failure_cases))
-print(json.dumps({"seconds": time.perf_counter() - t, "rows": len(df), "peak_rss": _hwm(),
+print(json.dumps({"seconds": time.perf_counter() - t, "rows": len(df), "peak_rss": _hwm(), "cpu": _cpu() - _cpu_t,
                   "note": f"pandera {pa.__version__ if hasattr(pa, '__version__') else ''}, 10 checks, failure cases: {failed}"}))
 """
 
@@ -126,7 +131,7 @@ import pandas as pd
 from ydata_profiling import ProfileReport
 import ydata_profiling
 sample_rows = int(sys.argv[2])
-t = time.perf_counter()
+t, _cpu_t = time.perf_counter(), _cpu()
 parts, left = [], sample_rows
 for f in files:
     if left <= 0:
@@ -138,7 +143,7 @@ df = pd.concat(parts, ignore_index=True)
 df["event_time"] = pd.to_datetime(df["event_time"], format="ISO8601")
 report = ProfileReport(df, minimal=True, progress_bar=False, title="events")
 report.to_file(Path(sys.argv[3]) / "ydata-events.html")
-print(json.dumps({"seconds": time.perf_counter() - t, "rows": len(df), "peak_rss": _hwm(),
+print(json.dumps({"seconds": time.perf_counter() - t, "rows": len(df), "peak_rss": _hwm(), "cpu": _cpu() - _cpu_t,
                   "note": f"ydata-profiling {ydata_profiling.__version__}, minimal=True, pandas {pd.__version__}"}))
 """
 
@@ -226,20 +231,21 @@ def main() -> None:
     print(
         f"\nevents: {format_bytes(nbytes)} of CSV, {full_rows:,} rows, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
     )
-    print(
-        f"{'task':<11}{'tool':<11}{'rows':>12}{'seconds':>10}{'MB/s':>8}{'peak RSS':>11}{'vs headwater':>14}  note"
-    )
+    head = f"{'task':<11}{'tool':<11}{'rows':>12}{'seconds':>10}{'CPU s':>8}{'MB/s':>8}{'peak RSS':>11}"
+    print(f"{head}{'vs headwater':>14}  note")
     for (task, who), r in sorted(results.items()):
-        seconds = float(str(r["seconds"]))
-        rows = int(str(r["rows"]))
-        scaled = seconds * full_rows / rows if who == "ydata" and rows and full_rows else seconds
+        seconds, cpu, rows = float(str(r["seconds"])), float(str(r["cpu"])), int(str(r["rows"]))
+        scale = full_rows / rows if who == "ydata" and rows and full_rows else 1.0
         mine = results.get((task, "headwater"))
-        ratio = f"{scaled / float(str(mine['seconds'])):.1f}x" if mine and who != "headwater" else ""
-        label = f"{scaled:.1f}" + ("*" if scaled != seconds else "")
+        ratio = f"{seconds * scale / float(str(mine['seconds'])):.1f}x" if mine and who != "headwater" else ""
+        star = "*" if scale != 1.0 else ""
         print(
-            f"{task:<11}{who:<11}{rows:>12,}{label:>10}{nbytes / 1e6 / scaled:>8.0f}"
-            f"{format_bytes(int(str(r['peak_rss']))):>11}{ratio:>14}  {r['note']}"
+            f"{task:<11}{who:<11}{rows:>12,}{f'{seconds * scale:.1f}{star}':>10}{f'{cpu * scale:.1f}{star}':>8}"
+            f"{nbytes / 1e6 / (seconds * scale):>8.0f}{format_bytes(int(str(r['peak_rss']))):>11}{ratio:>14}  {r['note']}"
         )
+    print(
+        "(CPU s: user + system seconds of the contender's process, less sensitive than wall time to a busy machine)"
+    )
     if ("profile", "ydata") in results:
         r = results[("profile", "ydata")]
         print(
