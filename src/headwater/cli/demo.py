@@ -72,6 +72,61 @@ def demo(
     console.print(summary)
     console.print(f"data in [bold]{landing}[/]; each dataset folder has a manifest.json with sha256 per file")
     _events_pipeline(settings, events_source)
+    _sessions_pipeline(settings, landing / "sessions")
+    _goodreads_pipeline(settings, landing / "goodreads")
+
+
+def _sessions_pipeline(settings: Settings, lab: Path) -> None:
+    """The lab's daily flow: checked upload to the write-once raw zone, catalog, preprocessing, a query."""
+    from headwater.sessions import preprocess_pending, query, upload_sessions
+
+    with ByteProgress() as bar:
+        uploaded = upload_sessions(settings, lab, progress=bar)
+        results = preprocess_pending(settings, progress=bar)
+    ready = query(settings, "fatigue_level >= 0")
+    console.print(
+        f"sessions: {len(uploaded.sessions)} checked and uploaded to raw/sessions, "
+        f"{sum(r.ran for r in results)} preprocessed now, {len(ready)} in the catalog "
+        f'(try: headwater sessions query "fatigue_level >= 3")'
+    )
+
+
+def _goodreads_pipeline(settings: Settings, generated: Path) -> None:
+    """The Goodreads ETL: the generated tables landed as one verified batch, one cycle into the star
+    schema, then the predefined analytics."""
+    from datetime import UTC, date, datetime
+
+    from headwater.goodreads.analytics import Window, build_report
+    from headwater.goodreads.etl import run_cycle
+    from headwater.storage import Zone, build_batch_prefix, open_store, parse_location, push_batch
+    from headwater.warehouse import warehouse_from_settings
+
+    batch = f"demo-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    prefix = build_batch_prefix(Zone.LANDING, "goodreads", datetime.now(UTC).date(), batch)
+    store = open_store(parse_location(f"{settings.storage_root}/{prefix}"))
+    with ByteProgress() as bar:
+        push_batch(generated, store, write_once=True, progress=bar)
+        cycle = run_cycle(settings, progress=bar)
+    cycle.raise_for_failures()
+    stages = ", ".join(f"{s.stage} {s.rows_out:,} rows" for s in cycle.stage_totals())
+    console.print(
+        f"goodreads: landed batch {batch}; one ETL cycle in {cycle.seconds:.1f} s "
+        f"({cycle.mb_per_s:.0f} MB/s of raw CSV): {stages}"
+    )
+    report = build_report(
+        warehouse_from_settings(settings), Window(date(2000, 1, 1), date(2030, 12, 31)), top=5
+    )
+    out = settings.resolve("reports/goodreads")
+    report.write(out)
+    top = report.answers["popular_authors_by_reviews"]
+    names = top["name"] if "name" in top.columns else top.iloc[:, 0]
+    counts = top["reviews"] if "reviews" in top.columns else [""] * len(top)
+    console.print(
+        "most reviewed authors: " + ", ".join(f"{n} ({c:,})" for n, c in zip(names, counts, strict=True))
+    )
+    console.print(
+        f"goodreads report with charts: [bold]{out}[/] (headwater goodreads report --help for more)"
+    )
 
 
 def _events_pipeline(settings: Settings, source: Path) -> None:
