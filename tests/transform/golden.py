@@ -19,6 +19,7 @@ SELECT
     TRY_CAST(nullif(regexp_extract(s, '#([0-9]+)\\)\\s*$', 1), '') AS INTEGER) AS series_number,
     regexp_extract(s, 'a.', 0) AS whole_match,
     contains(s, '  ') OR contains(s, chr(9)) OR contains(s, chr(10)) AS has_runs,
+    starts_with(s, ' ') OR ends_with(s, ' ') AS padded,
     s LIKE '%Zola%' AS liked,
     s IN ('', 'duplicate id') AS listed
 FROM t

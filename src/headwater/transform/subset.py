@@ -35,6 +35,8 @@ ALLOWED_FUNCTIONS = frozenset(
         "RegexpReplace",
         "RegexpExtract",
         "Contains",
+        "StartsWith",
+        "EndsWith",
         "Chr",
         # logic, conditionals and casts
         "And",

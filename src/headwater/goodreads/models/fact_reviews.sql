@@ -1,6 +1,6 @@
--- The review facts: dates normalised to UTC (review_added_at) with the original offset kept
--- (review_added_utc_offset, minutes east of UTC), the day as date_key (yyyymmdd, UTC), and enrichment:
--- rating bucket, review length in characters and words.
+-- The review facts: dates in UTC (review_added_at) with the original offset kept
+-- (review_added_utc_offset, minutes east of UTC), the UTC day as date_key (yyyymmdd), and enrichment:
+-- rating bucket, review length in characters and in words.
 -- materialize: output
 -- unique: review_id
 SELECT
@@ -8,12 +8,7 @@ SELECT
     user_id,
     book_id,
     author_id,
-    CAST(
-        year(added_local - added_offset * INTERVAL 1 MINUTE) * 10000
-        + month(added_local - added_offset * INTERVAL 1 MINUTE) * 100
-        + day(added_local - added_offset * INTERVAL 1 MINUTE)
-        AS INTEGER
-    ) AS date_key,
+    CAST(year(review_added_at) * 10000 + month(review_added_at) * 100 + day(review_added_at) AS INTEGER) AS date_key,
     review_rating,
     CASE
         WHEN review_rating <= 2 THEN 'negative'
@@ -31,10 +26,10 @@ SELECT
     review_votes,
     spoiler_flag,
     spoiler_state,
-    added_local - added_offset * INTERVAL 1 MINUTE AS review_added_at,
-    added_offset AS review_added_utc_offset,
-    updated_local - updated_offset * INTERVAL 1 MINUTE AS review_updated_at,
-    updated_offset AS review_updated_utc_offset,
+    review_added_at,
+    review_added_utc_offset,
+    review_updated_at,
+    review_updated_utc_offset,
     review_read_count,
     comments_count,
     review_url,

@@ -1,8 +1,8 @@
 -- Review dates parsed from 'Tue Feb 11 18:08:25 -0800 2020' (fixed width, checked when the batch was
--- read): the local wall-clock time, and the UTC offset in minutes (-480 here), kept separately.
--- Text is normalised: whitespace runs collapsed to one space, trimmed, empty as NULL. Only texts that
--- hold a double space, tab or line break pay for the regular expression (run on every review it cost
--- more than all the other models together).
+-- read): normalised to UTC (18:08:25 at UTC-8 is 02:08:25 UTC the next day), and the offset kept in
+-- minutes east of UTC (-480). Text normalised: whitespace runs collapsed to one space, trimmed, empty as
+-- NULL; only texts that need it pay for the regular expression (run on every review it cost more than
+-- all the other models together).
 -- unique: review_id
 SELECT
     review_id,
@@ -11,9 +11,10 @@ SELECT
     author_id,
     CASE
         WHEN contains(review_text, '  ') OR contains(review_text, chr(9)) OR contains(review_text, chr(10))
-            OR contains(review_text, chr(13))
+            OR contains(review_text, chr(13)) OR starts_with(review_text, ' ') OR ends_with(review_text, ' ')
+            OR review_text = ''
             THEN nullif(trim(regexp_replace(review_text, '\s+', ' ', 'g')), '')
-        ELSE nullif(trim(review_text), '')
+        ELSE review_text
     END AS review_text,
     review_rating,
     review_votes,
@@ -28,12 +29,13 @@ SELECT
             END || '-'
         || substr(review_added_date, 9, 2) || ' ' || substr(review_added_date, 12, 8)
         AS TIMESTAMP
-    ) AS added_local,
+    ) - (CASE WHEN substr(review_added_date, 21, 1) = '-' THEN -1 ELSE 1 END)
+        * (CAST(substr(review_added_date, 22, 2) AS INTEGER) * 60 + CAST(substr(review_added_date, 24, 2) AS INTEGER)) * INTERVAL 1 MINUTE AS review_added_at,
     CAST(
         (CASE WHEN substr(review_added_date, 21, 1) = '-' THEN -1 ELSE 1 END)
         * (CAST(substr(review_added_date, 22, 2) AS INTEGER) * 60 + CAST(substr(review_added_date, 24, 2) AS INTEGER))
         AS INTEGER
-    ) AS added_offset,
+    ) AS review_added_utc_offset,
     CAST(
         substr(review_updated_date, 27, 4) || '-'
         || CASE substr(review_updated_date, 5, 3)
@@ -43,12 +45,13 @@ SELECT
             END || '-'
         || substr(review_updated_date, 9, 2) || ' ' || substr(review_updated_date, 12, 8)
         AS TIMESTAMP
-    ) AS updated_local,
+    ) - (CASE WHEN substr(review_updated_date, 21, 1) = '-' THEN -1 ELSE 1 END)
+        * (CAST(substr(review_updated_date, 22, 2) AS INTEGER) * 60 + CAST(substr(review_updated_date, 24, 2) AS INTEGER)) * INTERVAL 1 MINUTE AS review_updated_at,
     CAST(
         (CASE WHEN substr(review_updated_date, 21, 1) = '-' THEN -1 ELSE 1 END)
         * (CAST(substr(review_updated_date, 22, 2) AS INTEGER) * 60 + CAST(substr(review_updated_date, 24, 2) AS INTEGER))
         AS INTEGER
-    ) AS updated_offset,
+    ) AS review_updated_utc_offset,
     review_read_count,
     comments_count,
     nullif(trim(review_url), '') AS review_url,
