@@ -159,7 +159,9 @@ class OrchestrateSettings(_Model):
         description="base of the exponential backoff: delays of 1x, 3x, 7x this, so at most 2 minutes",
     )
     sensor_interval: int = Field(default=30, ge=1, description="seconds between sensor evaluations")
-    failure_sensor_interval: int = Field(default=10, ge=1, description="seconds; alerts within this + delivery")
+    failure_sensor_interval: int = Field(
+        default=10, ge=1, description="seconds; alerts within this + delivery"
+    )
 
 
 class Settings(_Model):
