@@ -22,6 +22,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -614,10 +615,13 @@ def _hash_pass(src: _Source, cols: list[ColumnProfile], key: list[str]) -> tuple
         hashes = src.con.sql(f"SELECT {', '.join(exprs)} FROM {src.relation}").to_arrow_table()
     except duckdb.Error as exc:
         raise DataError(f"profile: {str(exc).splitlines()[0]}") from exc
-    _, distinct_rows = _distinct(hashes.column("hw_row"))
-    keyed, distinct_keys = _distinct(hashes.column("hw_key")) if key else (0, 0)
+    names = ["hw_row", *(["hw_key"] if key else []), *(f"hw_c{i}" for i, _ in candidates)]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # NumPy's sort releases the GIL
+        counted = dict(zip(names, pool.map(lambda n: _distinct(hashes.column(n)), names), strict=True))
+    distinct_rows = counted["hw_row"][1]
+    keyed, distinct_keys = counted["hw_key"] if key else (0, 0)
     for i, c in candidates:
-        _, c.distinct = _distinct(hashes.column(f"hw_c{i}"))
+        c.distinct = counted[f"hw_c{i}"][1]
         c.distinct_exact = True
         c.unique = c.distinct == c.count
     for c in cols:
