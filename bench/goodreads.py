@@ -35,7 +35,7 @@ def describe(report: LoadTestReport) -> list[str]:
     for s in cycle.stage_totals():
         lines.append(
             f"       {s.stage:10s} {s.rows_in:>13,} rows in {s.rows_out:>13,} out {format_bytes(s.bytes):>10s} "
-            f"{s.seconds:8.1f} s {s.mb_per_s:8.1f} MB/s"
+            f"{s.seconds:8.1f} s {s.mb_per_s:8.1f} MB/s  (CPU {s.cpu_seconds:.1f} s)"
         )
     return lines
 

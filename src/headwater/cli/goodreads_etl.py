@@ -35,7 +35,7 @@ def _stage_table(title: str, stages: list[object]) -> Table:
     from headwater.goodreads.etl import StageStats
 
     table = Table(title=title)
-    for col in ("stage", "rows in", "rows out", "bytes read", "seconds", "MB/s"):
+    for col in ("stage", "rows in", "rows out", "bytes read", "seconds", "MB/s", "CPU s"):
         table.add_column(col, justify="left" if col == "stage" else "right")
     for s in stages:
         assert isinstance(s, StageStats)
@@ -46,6 +46,7 @@ def _stage_table(title: str, stages: list[object]) -> Table:
             format_bytes(s.bytes),
             f"{s.seconds:.2f}",
             f"{s.mb_per_s:,.1f}",
+            f"{s.cpu_seconds:.1f}",
         )
     return table
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -81,6 +82,7 @@ class StageStats:
     rows_out: int = 0
     bytes: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # this process's CPU (DuckDB's threads included; a Spark JVM's not)
 
     @property
     def mb_per_s(self) -> float:
@@ -150,6 +152,7 @@ class CycleReport:
                 t.rows_out += s.rows_out
                 t.bytes += s.bytes
                 t.seconds += s.seconds
+                t.cpu_seconds += s.cpu_seconds
         return list(totals.values())
 
     def raise_for_failures(self) -> None:
@@ -180,6 +183,12 @@ class CycleReport:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+def cpu_seconds() -> float:
+    """CPU time of this process so far (user + system, every thread)."""
+    t = os.times()
+    return t.user + t.system
+
+
 def state_dir(settings: Settings) -> Path:
     return settings.resolve(settings.goodreads.state_dir)
 
@@ -291,7 +300,7 @@ class _Cycle:
                 )
                 held_rows += held.rejected.num_rows
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         con = _duckdb(self.settings, ordered=True)
         try:
             result = ingest_batch(con, landing, manifest, out, hold, self.progress)
@@ -313,6 +322,7 @@ class _Cycle:
             result.rows_ok,
             result.bytes,
             time.perf_counter() - t0,
+            cpu_seconds() - c0,
         )
         report.stages.append(stats)
         report.quarantined += held_rows
@@ -341,7 +351,7 @@ class _Cycle:
         sources = {e.source: sorted((working / e.value).glob("*.parquet")) for e in Entity}
         in_bytes = sum(p.stat().st_size for files in sources.values() for p in files)
         rows_in = sum(pq.read_metadata(p).num_rows for files in sources.values() for p in files)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         expected, duplicates = self.expected_rows(sources)
         out = self.zones.begin_output(Zone.PROCESSED, ref)
         try:
@@ -354,7 +364,9 @@ class _Cycle:
             raise
         finally:
             self.zones.release_input(Zone.WORKING, ref)
-        stats = StageStats("transform", rows_in, result.rows, in_bytes, time.perf_counter() - t0)
+        stats = StageStats(
+            "transform", rows_in, result.rows, in_bytes, time.perf_counter() - t0, cpu_seconds() - c0
+        )
         report.stages.append(stats)
         report.duplicates = duplicates
         self.ledger.advance(
@@ -389,7 +401,14 @@ class _Cycle:
         seconds = time.perf_counter() - t0
         rows_in = sum(t.processed for t in result.tables.values())
         report.stages.append(
-            StageStats("checks", rows_in, rows_in - self._dropped(result), in_bytes, result.check_seconds)
+            StageStats(
+                "checks",
+                rows_in,
+                rows_in - self._dropped(result),
+                in_bytes,
+                result.check_seconds,
+                result.check_cpu_seconds,
+            )
         )
         report.superseded = sum(t.superseded for t in result.tables.values())
         report.orphaned = sum(t.orphaned for t in result.tables.values())
@@ -412,7 +431,12 @@ class _Cycle:
         report.loaded_rows = result.loaded_rows
         report.stages.append(
             StageStats(
-                "load", rows_in - self._dropped(result), result.loaded_rows, in_bytes, result.load_seconds
+                "load",
+                rows_in - self._dropped(result),
+                result.loaded_rows,
+                in_bytes,
+                result.load_seconds,
+                result.load_cpu_seconds,
             )
         )
         self.ledger.advance(ref, BatchState.LOADED, loaded_rows=result.loaded_rows, **facts)

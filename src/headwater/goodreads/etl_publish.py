@@ -29,6 +29,7 @@ Publishing one processed batch:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -102,6 +103,11 @@ FACT_KEYS = {"user_sk": ("dim_user", "user_id"), "book_sk": ("dim_book", "book_i
              "author_sk": ("dim_author", "author_id"), "date_sk": ("dim_date", "date_key")}  # fmt: skip
 
 
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
 def warehouse_batch_id(batch_key: str) -> str:
     """The batch id the warehouse audit records: ``goodreads/<yyyy>/<mm>/<dd>/<batch>``."""
     return f"{DATASET}/{batch_key}"
@@ -131,6 +137,8 @@ class PublishResult:
     held: bool = False
     check_seconds: float = 0.0
     load_seconds: float = 0.0
+    check_cpu_seconds: float = 0.0
+    load_cpu_seconds: float = 0.0
 
     @property
     def held_reasons(self) -> list[str]:
@@ -406,19 +414,21 @@ class Publisher:
         for spec in STAR:
             self.sources[spec.table] = self._files(spec.model)
             self.result.tables[spec.table] = TableOutcome(spec.table, self._rows(self.sources[spec.table]))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu()
         for spec in STAR:
             self.drop_superseded(spec)
         self.split_orphans()
         passed = self.gate()
         self.result.check_seconds = time.perf_counter() - t0
+        self.result.check_cpu_seconds = _cpu() - c0
         if not passed:
             self.result.held = True
             return self.result
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), _cpu()
         self.load()
         problems = self.verify()
         self.result.load_seconds = time.perf_counter() - t1
+        self.result.load_cpu_seconds = _cpu() - c1
         if problems:
             raise WarehouseError(
                 f"batch {self.batch_id} loaded but failed its post-load checks: {'; '.join(problems)}"
