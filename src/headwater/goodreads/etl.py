@@ -25,11 +25,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import os
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -38,10 +37,11 @@ import duckdb
 import pyarrow.parquet as pq
 
 from headwater.config import Settings
-from headwater.errors import DataError, HeadwaterError, UsageError
+from headwater.errors import DataError, UsageError
 from headwater.goodreads.etl_ingest import Held, ingest_batch
 from headwater.goodreads.etl_ledger import BatchRecord, BatchState, CycleLock, Ledger
 from headwater.goodreads.etl_publish import PublishResult, publish_batch
+from headwater.goodreads.etl_report import BatchReport, CycleReport, StageStats, cpu_seconds
 from headwater.goodreads.etl_schema import DATASET, FILE_COLUMN, KEYS, ROW_COLUMN, Entity
 from headwater.goodreads.etl_zones import BatchRef, Zones
 from headwater.observe.alerts import Alert, send_alert
@@ -52,6 +52,19 @@ from headwater.storage import Zone
 from headwater.transform import DuckDBEngine, ModelSet, SparkEngine, TransformEngine, load_models
 from headwater.transform.duckdb import quote_identifier, sql_list
 from headwater.warehouse import Warehouse, warehouse_from_settings
+
+__all__ = [
+    "BatchReport",
+    "CycleReport",
+    "StageStats",
+    "batch_records",
+    "goodreads_models",
+    "make_engine",
+    "new_landing_batches",
+    "pending_batches",
+    "run_cycle",
+    "state_dir",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,123 +85,7 @@ def goodreads_models() -> ModelSet:
     return load_models(MODELS_PACKAGE)
 
 
-# ------------------------------------------------------------------------------------------------ reports
-@dataclass
-class StageStats:
-    """One stage of one batch: rows in and out, bytes read, time."""
-
-    stage: str
-    rows_in: int = 0
-    rows_out: int = 0
-    bytes: int = 0
-    seconds: float = 0.0
-    cpu_seconds: float = 0.0  # this process's CPU (DuckDB's threads included; a Spark JVM's not)
-
-    @property
-    def mb_per_s(self) -> float:
-        return self.bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
-
-
-@dataclass
-class BatchReport:
-    """What a cycle did to one batch."""
-
-    batch: str
-    state: BatchState
-    stages: list[StageStats] = field(default_factory=list)
-    landing_bytes: int = 0
-    quarantined: int = 0
-    duplicates: int = 0
-    superseded: int = 0
-    orphaned: int = 0
-    loaded_rows: int = 0
-    held: list[str] = field(default_factory=list)
-    error: str | None = None
-    exception: BaseException | None = field(default=None, repr=False)
-
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("exception")
-        out["state"] = self.state.value
-        out["stages"] = [{**asdict(s), "mb_per_s": round(s.mb_per_s, 1)} for s in self.stages]
-        return out
-
-
-@dataclass
-class CycleReport:
-    """What one cycle did. ``busy`` means another cycle held the lock and this one did nothing."""
-
-    engine: str
-    batches: list[BatchReport] = field(default_factory=list)
-    cleaned: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    busy: bool = False
-    holder: str | None = None
-
-    @property
-    def landing_bytes(self) -> int:
-        return sum(b.landing_bytes for b in self.batches if any(s.stage == "ingest" for s in b.stages))
-
-    @property
-    def mb_per_s(self) -> float:
-        """Raw landing CSV processed per second of the whole cycle, end to end."""
-        return self.landing_bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def failed(self) -> list[BatchReport]:
-        return [b for b in self.batches if b.error is not None]
-
-    @property
-    def blocked(self) -> list[BatchReport]:
-        return [b for b in self.batches if b.state is BatchState.BLOCKED]
-
-    def stage_totals(self) -> list[StageStats]:
-        """Per stage, summed over the batches of this cycle."""
-        totals: dict[str, StageStats] = {}
-        for b in self.batches:
-            for s in b.stages:
-                t = totals.setdefault(s.stage, StageStats(s.stage))
-                t.rows_in += s.rows_in
-                t.rows_out += s.rows_out
-                t.bytes += s.bytes
-                t.seconds += s.seconds
-                t.cpu_seconds += s.cpu_seconds
-        return list(totals.values())
-
-    def raise_for_failures(self) -> None:
-        """Raise the first batch failure (same type, "(and N more)"), so a scheduled run fails."""
-        failed = self.failed
-        if not failed:
-            return
-        first = failed[0]
-        more = f" (and {len(failed) - 1} more failed batch(es))" if len(failed) > 1 else ""
-        message = f"goodreads batch {first.batch}: {first.error}{more}"
-        exc = first.exception
-        if isinstance(exc, HeadwaterError):
-            raise type(exc)(message) from exc
-        raise DataError(message) from exc
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "engine": self.engine,
-            "busy": self.busy,
-            "holder": self.holder,
-            "seconds": round(self.seconds, 3),
-            "landing_bytes": self.landing_bytes,
-            "mb_per_s": round(self.mb_per_s, 1),
-            "stages": [{**asdict(s), "mb_per_s": round(s.mb_per_s, 1)} for s in self.stage_totals()],
-            "batches": [b.to_json() for b in self.batches],
-            "cleaned": self.cleaned,
-        }
-
-
 # ------------------------------------------------------------------------------------------------ helpers
-def cpu_seconds() -> float:
-    """CPU time of this process so far (user + system, every thread)."""
-    t = os.times()
-    return t.user + t.system
-
-
 def state_dir(settings: Settings) -> Path:
     return settings.resolve(settings.goodreads.state_dir)
 
