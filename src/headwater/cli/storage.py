@@ -149,7 +149,7 @@ def push(
         base, zone, dataset, day.date() if day else None, batch_id or source.resolve().name
     )
     detected = zone if dataset is not None else zone_of(str(location))
-    once = write_once if write_once is not None else detected is Zone.LANDING
+    once = write_once if write_once is not None else detected is not None and detected.write_once
     store = open_store(location, build_options(endpoint_url, allow_insecure_http, ca_bundle, sse, kms_key_id))
     with ByteProgress(enabled=not as_json and not dry_run) as progress:
         report = push_batch(
