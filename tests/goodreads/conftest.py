@@ -160,4 +160,12 @@ def spark() -> Any:
     return start_spark()
 
 
-STAR_TABLES = ["dim_author", "dim_book", "dim_user", "dim_date", "bridge_book_author", "fact_reviews"]
+STAR_TABLES = [
+    "dim_author",
+    "dim_book",
+    "dim_user",
+    "dim_date",
+    "bridge_book_author",
+    "fact_reviews",
+    "review_text",
+]

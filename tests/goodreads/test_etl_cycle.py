@@ -55,6 +55,7 @@ def test_cycle_loads_the_star_schema(project: Settings, clean_data: Path) -> Non
     assert counts["dim_book"] == len(reference_table(clean_data, "book", "book_id"))
     assert counts["dim_user"] == len(reference_table(clean_data, "user", "user_id"))
     assert counts["dim_date"] == reviews["day"].nunique()
+    assert counts["review_text"] == len(reviews)
     assert batch.duplicates == raw_rows - sum(
         len(f)
         for f in (reviews, *(reference_table(clean_data, n, f"{n}_id") for n in ("author", "book", "user")))
@@ -70,9 +71,13 @@ def test_cycle_loads_the_star_schema(project: Settings, clean_data: Path) -> Non
     assert (merged["review_rating"] == merged["review_rating_ref"]).all()
     assert fact[["user_sk", "book_sk", "author_sk", "date_sk"]].notna().all().all()
     assert set(fact["rating_bucket"]) <= {"negative", "neutral", "positive"}
-    words = merged["review_text_ref"].str.split().str.len()
+    words = merged["review_text"].str.split().str.len()
     assert (merged["review_words"] == words).all()
-    assert (merged["review_chars"] == merged["review_text_ref"].str.len()).all()
+    assert (merged["review_chars"] == merged["review_text"].str.len()).all()
+    texts = wh.query("SELECT review_id, review_text FROM review_text").to_pandas()
+    both = texts.merge(reviews, on="review_id", suffixes=("", "_ref"))
+    assert len(both) == len(texts) == len(reviews)
+    assert (both["review_text"] == both["review_text_ref"].map(lambda t: " ".join(t.split()))).all()
     users = wh.query("SELECT user_name FROM dim_user").column(0)
     assert pc.all(pc.equal(users, pc.utf8_lower(users))).as_py()
 
@@ -222,3 +227,14 @@ def test_unknown_file_name_is_refused(project: Settings, tmp_path: Path) -> None
     report = run_cycle(project)
     assert report.batches[0].error is not None
     assert "ratings.csv: file name names no entity" in report.batches[0].error
+
+
+def test_review_texts_can_stay_out_of_the_warehouse(tmp_path: Path, clean_data: Path) -> None:
+    settings = make_settings(tmp_path / "p", {"goodreads": {"load_review_text": False}})
+    land(settings, clean_data, "b1")
+    run_cycle(settings).raise_for_failures()
+    tables = {t.name for t in warehouse_from_settings(settings).tables()}
+    assert "fact_reviews" in tables
+    assert "review_text" not in tables
+    processed = Zones(settings).local_input(Zone.PROCESSED, batch_records(settings)[0].ref)
+    assert list((processed / "review_texts").glob("*.parquet"))  # the texts are in processed/ still

@@ -40,7 +40,7 @@ from headwater.config import Settings
 from headwater.errors import DataError, UsageError
 from headwater.goodreads.etl_ingest import Held, ingest_batch
 from headwater.goodreads.etl_ledger import BatchRecord, BatchState, CycleLock, Ledger
-from headwater.goodreads.etl_publish import PublishResult, publish_batch
+from headwater.goodreads.etl_publish import TEXT, PublishResult, publish_batch
 from headwater.goodreads.etl_report import BatchReport, CycleReport, StageStats, cpu_seconds
 from headwater.goodreads.etl_schema import DATASET, FILE_COLUMN, KEYS, ROW_COLUMN, Entity
 from headwater.goodreads.etl_zones import BatchRef, Zones
@@ -76,6 +76,7 @@ _EXPECTED_FROM = {
     "dim_book": Entity.BOOK,
     "dim_user": Entity.USER,
     "fact_reviews": Entity.REVIEWS,
+    "review_text": Entity.REVIEWS,
 }
 
 
@@ -231,15 +232,15 @@ class _Cycle:
         number of duplicate rows (re-sent revisions) the dedupe will drop."""
         con = _duckdb(self.settings, ordered=False)
         try:
-            expected, duplicates = {}, 0
-            for table, entity in _EXPECTED_FROM.items():
+            distinct_keys, duplicates = {}, 0
+            for entity in Entity:
                 key = quote_identifier(KEYS[entity])
                 rows, distinct = con.execute(
                     f"SELECT count(*), count(DISTINCT {key}) FROM read_parquet({sql_list(sources[entity.source])})"
                 ).fetchall()[0]
-                expected[table] = int(distinct)
+                distinct_keys[entity] = int(distinct)
                 duplicates += int(rows) - int(distinct)
-            return expected, duplicates
+            return {table: distinct_keys[entity] for table, entity in _EXPECTED_FROM.items()}, duplicates
         finally:
             con.close()
 
@@ -290,6 +291,7 @@ class _Cycle:
                 processed=processed,
                 scratch=scratch,
                 expected_rows=record.facts.get("expected_rows", {}),
+                load_text=self.settings.goodreads.load_review_text,
                 progress=self.progress,
             )
         finally:
@@ -307,8 +309,9 @@ class _Cycle:
                 result.check_cpu_seconds,
             )
         )
-        report.superseded = sum(t.superseded for t in result.tables.values())
-        report.orphaned = sum(t.orphaned for t in result.tables.values())
+        counted = [t for t in result.tables.values() if t.table != TEXT.table]  # texts mirror the facts
+        report.superseded = sum(t.superseded for t in counted)
+        report.orphaned = sum(t.orphaned for t in counted)
         report.quarantined += result.quarantined_rows
         facts = {
             "publish": {

@@ -7,7 +7,9 @@ Star schema (dimensions merged on their natural key, each row given a surrogate 
                              |                        |
     dim_book (book_sk) ------+--- fact_reviews -------+-- dim_date (date_sk)
          |                        (review_id)
-    bridge_book_author (book_id, author_id)
+         |                            |  1:1
+    bridge_book_author            review_text (review_id; loaded when goodreads.load_review_text)
+    (book_id, author_id)
 
 Publishing one processed batch:
 
@@ -15,7 +17,8 @@ Publishing one processed batch:
    the same key are dropped (they were superseded; counted, not quarantined), so batches may load in any
    order;
 2. **orphans**: reviews whose user, book or author is neither in this batch nor in the warehouse are split
-   off to quarantine by a SPLIT gate (``fact_reviews_orphans``), the rest goes on;
+   off to quarantine by a SPLIT gate (``fact_reviews_orphans``), their texts held back with them, the
+   rest goes on;
 3. **gates** (HOLD): per table, not-null and unique keys, ratings in 1..5, the row count expected from the
    working batch, plus any ``quality.checks.<table>`` of the project file. One ``error`` failure holds the
    whole batch back: nothing is loaded, its failing rows are quarantined, one alert is sent;
@@ -90,6 +93,7 @@ FACT = StarTable(
     },
     not_null=("user_id", "book_id", "author_id", "date_key", "review_added_at", "review_rating"),
 )
+TEXT = StarTable("review_text", "review_texts", ("review_id",), versioned=True)
 STAR: tuple[StarTable, ...] = (
     StarTable("dim_author", "dim_author", ("author_id",), "author_sk", versioned=True),
     StarTable("dim_book", "dim_book", ("book_id",), "book_sk", versioned=True),
@@ -97,6 +101,7 @@ STAR: tuple[StarTable, ...] = (
     StarTable("dim_date", "dim_date", ("date_key",), "date_sk"),
     StarTable("bridge_book_author", "book_authors", ("book_id", "author_id")),
     FACT,
+    TEXT,
 )
 SURROGATES = {t.table: t.surrogate for t in STAR if t.surrogate}
 FACT_KEYS = {"user_sk": ("dim_user", "user_id"), "book_sk": ("dim_book", "book_id"),
@@ -189,9 +194,11 @@ class Publisher:
         processed: Path,
         scratch: Path,
         expected_rows: Mapping[str, int],
+        load_text: bool = True,
         progress: Progress = no_progress,
     ) -> None:
         self.settings = settings
+        self.tables = tuple(t for t in STAR if load_text or t is not TEXT)
         self.wh = warehouse
         self.batch_key = batch_key
         self.batch_id = warehouse_batch_id(batch_key)
@@ -308,7 +315,20 @@ class Publisher:
         if gate.quarantined_rows:
             self.sources[FACT.table] = [clean]
             outcome.orphaned = gate.quarantined_rows
+            if TEXT in self.tables:
+                self._drop_texts_of_orphans()
         return gate
+
+    def _drop_texts_of_orphans(self) -> None:
+        """The texts of reviews held back as orphans are held back with them (they stay in processed/)."""
+        text = self.result.tables[TEXT.table]
+        before = self._rows(self.sources[TEXT.table])
+        self._write(
+            TEXT.table,
+            f"SELECT t.* FROM {self._relation(TEXT.table)} AS t WHERE EXISTS "
+            f"(SELECT 1 FROM {self._relation(FACT.table)} AS f WHERE f.review_id = t.review_id)",
+        )
+        text.orphaned = before - self._rows(self.sources[TEXT.table])
 
     def checks_for(self, spec: StarTable) -> list[Any]:
         """The built-in checks of a star table, then the project's own for it."""
@@ -332,7 +352,7 @@ class Publisher:
     def gate(self) -> bool:
         """Step 3: run every table's gate; True when all pass (nothing is loaded otherwise)."""
         passed = True
-        for spec in STAR:
+        for spec in self.tables:
             if self.result.tables[spec.table].sent == 0 and spec.table not in self.expected_rows:
                 continue
             gate = gate_batch(
@@ -352,8 +372,8 @@ class Publisher:
         return passed
 
     def load(self) -> None:
-        """Step 4: dimensions, bridge, fact; each one transaction with its audit row."""
-        for spec in STAR:
+        """Step 4: dimensions, bridge, fact, texts; each one transaction with its audit row."""
+        for spec in self.tables:
             outcome = self.result.tables[spec.table]
             if outcome.sent == 0:
                 continue
@@ -388,7 +408,7 @@ class Publisher:
     def verify(self) -> list[str]:
         """Step 5: problems found after the load (empty when none)."""
         problems = []
-        for spec in STAR:
+        for spec in self.tables:
             outcome = self.result.tables[spec.table]
             if outcome.load is not None and outcome.load.rows_in != outcome.sent:
                 problems.append(
@@ -411,11 +431,11 @@ class Publisher:
         return problems
 
     def run(self) -> PublishResult:
-        for spec in STAR:
+        for spec in self.tables:
             self.sources[spec.table] = self._files(spec.model)
             self.result.tables[spec.table] = TableOutcome(spec.table, self._rows(self.sources[spec.table]))
         t0, c0 = time.perf_counter(), _cpu()
-        for spec in STAR:
+        for spec in self.tables:
             self.drop_superseded(spec)
         self.split_orphans()
         passed = self.gate()
@@ -445,6 +465,7 @@ def publish_batch(
     processed: Path,
     scratch: Path,
     expected_rows: Mapping[str, int],
+    load_text: bool = True,
     progress: Progress = no_progress,
 ) -> PublishResult:
     """Gate and load one processed batch (see the module doc). ``expected_rows`` maps star tables to the
@@ -457,6 +478,7 @@ def publish_batch(
         processed=processed,
         scratch=scratch,
         expected_rows=expected_rows,
+        load_text=load_text,
         progress=progress,
     )
     try:
