@@ -47,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         "--spark-size", default=None, help="raw CSV for the Spark run (default min(size, 1GB))"
     )
     parser.add_argument("--skip-spark", action="store_true")
+    parser.add_argument(
+        "--also-without-text",
+        action="store_true",
+        help="also time DuckDB with goodreads.load_review_text off (texts stay in processed/)",
+    )
     parser.add_argument("--workdir", type=Path, default=Path("bench/out/goodreads"))
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
@@ -63,6 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     verdict = "meets" if duck.cycle.mb_per_s >= GOAL_MB_S else "misses"
     print(f"       {verdict} the goal of {GOAL_MB_S:.0f} MB/s end to end")
+    if args.also_without_text:
+        lean = run_loadtest(
+            settings, size=size, engine="duckdb", workdir=args.workdir / "duckdb", load_review_text=False
+        )
+        results["duckdb_without_text"] = lean.to_json()
+        print("       ... and with review texts left in processed/ (goodreads.load_review_text: false):")
+        for line in describe(lean):
+            print(line)
     if not args.skip_spark:
         spark = run_loadtest(settings, size=spark_size, engine="spark", workdir=args.workdir / "spark")
         results["spark"] = spark.to_json()

@@ -121,4 +121,10 @@ SELECT id, NULL AS low, rating FROM t WHERE id = 4
     "from_output": """-- materialize: output
 SELECT bucket, count(*) AS n FROM logic GROUP BY bucket
 """,
+    "kept": """-- materialize: table
+SELECT id, rating FROM t WHERE rating IS NOT NULL
+""",
+    "from_table": """-- materialize: output
+SELECT CAST(count(*) AS BIGINT) AS n, CAST(sum(rating) AS BIGINT) AS total FROM kept
+""",
 }

@@ -54,3 +54,18 @@ def test_model_failure_names_the_model(sample: Path, tmp_path: Path) -> None:
         DuckDBEngine().run(models, {"t": [sample]}, tmp_path / "out")
     assert "\n" not in str(err.value)
     assert not (tmp_path / "out" / "broken").exists()
+
+
+def test_table_models_are_computed_once_for_their_readers(sample: Path, tmp_path: Path) -> None:
+    models = models_from_mapping(
+        {
+            "shared": "-- materialize: table\nSELECT id, rating FROM t WHERE rating IS NOT NULL",
+            "a": "-- materialize: output\nSELECT id FROM shared",
+            "b": "-- materialize: output\nSELECT CAST(sum(rating) AS BIGINT) AS total FROM shared",
+        }
+    )
+    result = DuckDBEngine().run(models, {"t": [sample]}, tmp_path / "out")
+    assert sorted(result.outputs) == ["a", "b"]
+    assert result.outputs["a"].rows == 5
+    assert pq.read_table(result.outputs["b"].files[0]).column("total").to_pylist() == [15]
+    assert not (tmp_path / "out" / "shared").exists()

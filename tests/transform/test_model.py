@@ -55,7 +55,7 @@ def test_declared_depends_must_match_the_query() -> None:
     [
         ("SELECT * FROM t; SELECT 1", "one statement per model"),
         ("SELEC * FROM t", "not valid DuckDB SQL"),
-        ("-- materialize: table\nSELECT 1", "materialize 'table'"),
+        ("-- materialize: cube\nSELECT 1", "materialize 'cube'"),
         ("INSERT INTO t VALUES (1)", "one SELECT query"),
         ("SELECT * FROM m", "reads itself"),
     ],

@@ -250,6 +250,13 @@ def loadtest(
         Path | None,
         typer.Option(help="Where generated data and the scratch project go (default: state_dir/loadtest)."),
     ] = None,
+    review_text: Annotated[
+        bool | None,
+        typer.Option(
+            "--review-text/--no-review-text",
+            help="Load review texts into the warehouse (default: goodreads.load_review_text).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Generate goodreads data at --size as bulk landing files and time one ETL cycle over it.
@@ -270,7 +277,7 @@ def loadtest(
     with ByteProgress(enabled=not as_json) as progress:
         result = run_loadtest(
             settings, size=parse_size(size, "--size"), engine=_engine(engine) or settings.goodreads.engine,
-            seed=seed, workdir=workdir, progress=progress,
+            seed=seed, workdir=workdir, progress=progress, load_review_text=review_text,
         )  # fmt: skip
     if as_json:
         print_json(result.to_json())

@@ -41,6 +41,7 @@ class LoadTestReport:
     reused: bool
     project: Path
     cycle: CycleReport
+    load_review_text: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,19 +52,23 @@ class LoadTestReport:
             "generate_seconds": round(self.generate_seconds, 2),
             "reused_generated_data": self.reused,
             "project": str(self.project),
+            "load_review_text": self.load_review_text,
             "cycle": self.cycle.to_json(),
         }
 
 
-def scratch_settings(settings: Settings, project: Path) -> Settings:
+def scratch_settings(settings: Settings, project: Path, load_review_text: bool | None = None) -> Settings:
     """The project's settings, pointed at a scratch folder: local zones, its own DuckDB warehouse and
     ETL state, no alert channels (a load test pages nobody)."""
+    goodreads: dict[str, Any] = {"state_dir": "state"}
+    if load_review_text is not None:
+        goodreads["load_review_text"] = load_review_text
     return settings.model_copy(
         update={
             "project_dir": project,
             "storage": StorageSettings(root="data"),
             "warehouse": DuckDBWarehouseSettings(path="warehouse.duckdb"),
-            "goodreads": settings.goodreads.model_copy(update={"state_dir": "state"}),
+            "goodreads": settings.goodreads.model_copy(update=goodreads),
             "alerts": type(settings.alerts)(),
         }
     )
@@ -114,9 +119,11 @@ def run_loadtest(
     workdir: Path | None = None,
     progress: Progress = no_progress,
     spark: Any = None,
+    load_review_text: bool | None = None,
 ) -> LoadTestReport:
     """Generate ``size`` bytes of goodreads CSV (the reviews table grows; authors, books and users keep
-    their sizes), land it as one batch of a scratch project, run one ETL cycle and report it."""
+    their sizes), land it as one batch of a scratch project, run one ETL cycle and report it.
+    ``load_review_text`` overrides ``goodreads.load_review_text`` for the run."""
     if size < MIN_SIZE:
         raise UsageError(f"--size {size}: use at least {MIN_SIZE:,} bytes")
     base = workdir or state_dir(settings) / "loadtest"
@@ -126,7 +133,7 @@ def run_loadtest(
     project = base / "project"
     shutil.rmtree(project, ignore_errors=True)
     project.mkdir(parents=True)
-    scratch = scratch_settings(settings, project)
+    scratch = scratch_settings(settings, project, load_review_text)
     batch_id = f"loadtest-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     prefix = build_batch_prefix(Zone.LANDING, DATASET, datetime.now(UTC).date(), batch_id)
     _link_batch(gen, manifest, Path(scratch.storage_root) / str(prefix))
@@ -141,4 +148,5 @@ def run_loadtest(
         reused=reused,
         project=project,
         cycle=cycle,
+        load_review_text=scratch.goodreads.load_review_text,
     )

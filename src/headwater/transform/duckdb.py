@@ -1,7 +1,7 @@
 """The embedded engine: DuckDB runs the models as written (they are in its dialect).
 
-Sources become views over ``read_parquet``; a ``view`` model becomes a view (DuckDB plans it into its
-readers, so nothing is materialised twice); an ``output`` model is written with ``COPY ... TO`` into a
+Sources become views over ``read_parquet``; a ``view`` model becomes a view (DuckDB plans it into each
+reader); a ``table`` model a temp table (computed once, spilled past the memory limit); an ``output`` model is written with ``COPY ... TO`` into a
 temp folder that is renamed into place, then re-pointed at its own Parquet so later models read the
 written rows instead of computing them again. DuckDB streams and spills to ``temp_directory`` past
 ``memory_limit``, so a batch larger than memory runs out of core.
@@ -21,7 +21,7 @@ import duckdb
 from headwater.errors import DataError
 from headwater.progress import Progress, no_progress
 from headwater.transform.base import EngineKind, TransformResult, check_sources, describe_output
-from headwater.transform.model import ModelSet
+from headwater.transform.model import Materialize, ModelSet
 
 
 def sql_string(value: str | Path) -> str:
@@ -79,6 +79,9 @@ class DuckDBEngine:
                 t0 = time.perf_counter()
                 view = quote_identifier(model.name)
                 try:
+                    if model.materialize is Materialize.TABLE:
+                        con.execute(f"CREATE TEMP TABLE {view} AS {model.sql}")
+                        continue
                     con.execute(f"CREATE VIEW {view} AS {model.sql}")
                     if not model.is_output:
                         continue

@@ -5,7 +5,8 @@ A model's name is its file name without ``.sql``. Its dependencies are the table
 an engine is given, such as ``src_reviews``). Header comments at the top of the file say more::
 
     -- Reviews, one row per review_id: the latest revision.     (free text: the description)
-    -- materialize: output        output = written as Parquet; view (default) = only read by other models
+    -- materialize: output        output = written as Parquet; view (default) = only read by other models;
+                                  table = computed once for several readers, not written
     -- unique: review_id          key columns that must be unique and not null in the result
     -- depends: reviews_latest    optional; when given it must list exactly the tables the query reads
 
@@ -34,10 +35,13 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 class Materialize(StrEnum):
-    """What an engine does with a model: ``view`` is computed only as part of its readers,
-    ``output`` is written to ``<out>/<model>/*.parquet`` (and read back from there by later models)."""
+    """What an engine does with a model: ``view`` is computed only as part of its readers (again for
+    each reader); ``table`` is computed once and kept for its readers (DuckDB: a temp table, spilling to
+    disk past the memory limit; Spark: a cached DataFrame), not written; ``output`` is written to
+    ``<out>/<model>/*.parquet`` and read back from there by later models."""
 
     VIEW = "view"
+    TABLE = "table"
     OUTPUT = "output"
 
 
@@ -147,7 +151,7 @@ def parse_model(name: str, text: str, where: str = "") -> Model:
         materialize = Materialize(headers.get("materialize", "view").strip().lower())
     except ValueError as exc:
         raise SchemaError(
-            f"{where}: materialize {headers['materialize']!r}: expected 'view' or 'output'"
+            f"{where}: materialize {headers['materialize']!r}: expected 'view', 'table' or 'output'"
         ) from exc
     unique = tuple(u.strip() for u in headers.get("unique", "").split(",") if u.strip())
     return Model(name, sql, refs, materialize, unique, " ".join(description), where)
@@ -183,6 +187,8 @@ def order_models(models: Iterable[Model]) -> ModelSet:
 
 def load_models(source: Path | Traversable | str) -> ModelSet:
     """Every ``*.sql`` model in a folder, or in a package (``"headwater.goodreads.models"``)."""
+    if isinstance(source, str) and ("/" in source or Path(source).is_dir()):
+        source = Path(source)
     root: Path | Traversable = files(source) if isinstance(source, str) else source
     if not root.is_dir():
         raise SchemaError(f"{source}: not a folder of .sql models")

@@ -27,7 +27,7 @@ from typing import Any
 from headwater.errors import DataError, UsageError
 from headwater.progress import Progress, no_progress
 from headwater.transform.base import EngineKind, TransformResult, check_sources, describe_output
-from headwater.transform.model import ModelSet
+from headwater.transform.model import Materialize, ModelSet
 from headwater.transform.subset import transpile
 
 #: settings every headwater Spark session carries (see the module doc)
@@ -132,6 +132,7 @@ def run_models_on_spark(
     to ``<out>/<model>`` and read back from there. Returns ``{model: (path, seconds)}``. This is the part
     that runs unchanged under spark-submit."""
     written: dict[str, tuple[str, float]] = {}
+    cached: list[Any] = []
     with _quiet(), session_conf(spark, SESSION_CONF):
         for name in models.sources:
             spark.read.parquet(*[str(p) for p in sources[name]]).createOrReplaceTempView(name)
@@ -141,6 +142,9 @@ def run_models_on_spark(
             sql = transpile(model.sql, "spark", where)
             try:
                 frame = spark.sql(sql)
+                if model.materialize is Materialize.TABLE:
+                    frame = frame.persist()
+                    cached.append(frame)
                 if not model.is_output:
                     frame.createOrReplaceTempView(model.name)
                     continue
@@ -153,6 +157,8 @@ def run_models_on_spark(
                 raise
             written[model.name] = (target, time.perf_counter() - t0)
             progress(f"{model.name} models", 1)
+        for frame in cached:
+            frame.unpersist()
     return written
 
 

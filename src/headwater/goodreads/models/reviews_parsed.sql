@@ -2,7 +2,8 @@
 -- read): normalised to UTC (18:08:25 at UTC-8 is 02:08:25 UTC the next day), and the offset kept in
 -- minutes east of UTC (-480). Text normalised: whitespace runs collapsed to one space, trimmed, empty as
 -- NULL; only texts that need it pay for the regular expression (run on every review it cost more than
--- all the other models together).
+-- all the other models together). Kept as a table: fact_reviews and review_texts both read it.
+-- materialize: table
 -- unique: review_id
 SELECT
     review_id,
