@@ -139,7 +139,8 @@ class GoodreadsSettings(_Model):
     threads: int = Field(default=0, ge=0, description="DuckDB threads of the ETL; 0 = one per core")
     spark_master: str = Field(default="local[2]", description="Spark master when engine is spark")
     load_review_text: bool = Field(
-        default=True, description="load review texts into the warehouse table review_text (else processed/ only)"
+        default=True,
+        description="load review texts into the warehouse table review_text (else processed/ only)",
     )
 
 
