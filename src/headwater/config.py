@@ -83,8 +83,12 @@ class EventsSettings(_Model):
     source: str = "data/incoming/events"
     top_n: int = Field(default=10, gt=0)
     timezone: str = Field(default="UTC", description="zone of event_time values written without an offset")
-    memory_limit: str = Field(default="1GB", description="DuckDB memory limit while processing a month")
+    memory_limit: str = Field(default="1GB", description="DuckDB memory limit of the exact dedupe pass")
     threads: int = Field(default=0, ge=0, description="0 = one per core")
+    compression: Literal["snappy", "zstd", "lz4", "none"] = Field(
+        default="snappy",
+        description="Parquet codec of the text columns (ids and times are delta/dictionary coded)",
+    )
 
 
 _GENERATOR_REQUIRED: dict[str, Literal["int", "float", "str", "bool", "timestamp"]] = {

@@ -1,15 +1,15 @@
 """The monthly events pipeline: one ``YYYY/MM/events.csv`` -> typed, cleaned Parquet -> warehouse fact.
 
-Out of core and one pass over the text. DuckDB parses the CSV once with a declared schema
-(``auto_detect`` off, rejects captured) and streams typed rows straight into a working Parquet file under
-a memory limit; everything after that reads the Parquet, never the text again:
+Out of core and one pass over the text (:mod:`headwater.events.parse`): byte ranges of the CSV are
+parsed in parallel with the declared schema and streamed, in file order, into a working Parquet file in
+bounded memory; everything after that reads the Parquet, never the text again:
 
-1. **parse**: CSV -> ``working/events/<batch>/events.parquet``; lines that do not parse (wrong field
-   count, text in a number, a malformed timestamp) are captured with their line number and raw text.
+1. **parse**: CSV -> working Parquet; lines that do not parse (wrong field count, text in a number, a
+   malformed timestamp) are captured with their line number and raw text.
 2. **validate and dedupe**: required fields present, ``event_time`` inside the month, duplicate
-   ``event_id`` removed keeping the first. The common case costs almost nothing: Parquet statistics
-   prove "no nulls, all inside the month" and one streaming look at ``event_id`` proves "strictly
-   increasing, so unique"; only when that fails are the rows rewritten by an exact SQL pass.
+   ``event_id`` removed keeping the first. The common case costs nothing more: the parse pass saw "no
+   nulls, all inside the month, ``event_id`` strictly increasing (so unique)"; only when that fails are
+   the rows rewritten by an exact SQL pass.
 3. **publish**: the clean file moves to ``processed/events/year=YYYY/month=MM/events.parquet``
    (atomic rename locally, verified upload to an object store); every rejected row goes to
    ``quarantine/events/...`` with file, line and reason.
@@ -41,6 +41,7 @@ import pyarrow.parquet as pq
 
 from headwater.config import Settings
 from headwater.errors import DataError, HeadwaterError
+from headwater.events.parse import ParseStats, parse_month_csv
 from headwater.events.source import Month, MonthFile, fetch_local, find_month, store_options
 from headwater.progress import Progress, no_progress
 from headwater.storage import Scheme, open_store, parse_location
@@ -198,61 +199,16 @@ def _check_header(path: Path, shown: str) -> None:
         )
 
 
-def parse_csv(
-    con: duckdb.DuckDBPyConnection, csv: Path, out: Path, month: Month, *, compression: str = "snappy"
-) -> tuple[int, pa.Table]:
-    """CSV -> typed Parquet in one streaming pass, plus the partition column ``event_month``.
-    Returns (rows written, rejected lines) where the rejects table has ``_hw_line``, ``_hw_reason``
-    and ``_hw_raw``."""
-    columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in COLUMNS.items()) + "}"
-    select = ", ".join(
-        f"CAST({k} AS TIMESTAMP) AS {k}" if v == "TIMESTAMPTZ" else k for k, v in COLUMNS.items()
-    )
-    select += f", DATE '{month.first_day.isoformat()}' AS event_month"
-    con.execute(
-        f"COPY (SELECT {select} FROM read_csv({_sql_str(csv)}, columns = {columns}, header = true, "
-        "auto_detect = false, delim = ',', quote = '\"', escape = '\"', store_rejects = true, "
-        "rejects_table = 'hw_rejects', rejects_scan = 'hw_reject_scans', rejects_limit = 0)) "
-        f"TO {_sql_str(out)} (FORMAT parquet, COMPRESSION {compression}, ROW_GROUP_SIZE {ROW_GROUP})"
-    )
-    rows = pq.ParquetFile(out).metadata.num_rows
-    rejects = con.sql(
-        "SELECT line AS _hw_line, string_agg(DISTINCT error_type || coalesce(' ' || column_name, '') "
-        "|| ': ' || error_message, '; ') AS _hw_reason, any_value(csv_line) AS _hw_raw "
-        "FROM hw_rejects GROUP BY line ORDER BY line"
-    ).to_arrow_table()
-    return rows, rejects
-
-
-def _stats_say_clean(meta: pq.FileMetaData, month: Month) -> bool:
-    """True when Parquet statistics prove: no NULL in a required column, every event_time in the month."""
-    names = meta.schema.names
-    lo, hi = month.first_day, month.next().first_day
-    for g in range(meta.num_row_groups):
-        rg = meta.row_group(g)
-        for col in REQUIRED:
-            stats = rg.column(names.index(col)).statistics
-            if stats is None or not stats.has_null_count or stats.null_count:
-                return False
-        ts = rg.column(names.index("event_time")).statistics
-        if ts is None or not ts.has_min_max:
-            return False
-        if ts.min.date() < lo or ts.max.date() >= hi:
-            return False
-    return True
-
-
-def _ids_strictly_increasing(path: Path) -> bool:
-    """One streaming look at ``event_id``: strictly increasing means no duplicates (the usual log)."""
-    last: int | None = None
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1 << 20, columns=["event_id"]):
-        ids = batch.column(0).to_numpy(zero_copy_only=False)
-        if ids.size == 0:
-            continue
-        if (last is not None and ids[0] <= last) or (ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1]))):
-            return False
-        last = int(ids[-1])
-    return True
+def _stats_say_clean(stats: ParseStats, month: Month) -> bool:
+    """True when what the parse pass saw proves: no NULL in a required column, every event_time in the
+    month, and event_id strictly increasing (so unique)."""
+    if stats.rows == 0 or stats.min_time is None or stats.max_time is None:
+        return False
+    if any(stats.nulls.get(c, 0) for c in REQUIRED) or not stats.ids_increasing:
+        return False
+    lo = np.datetime64(month.first_day.isoformat(), "us")
+    hi = np.datetime64(month.next().first_day.isoformat(), "us")
+    return bool(lo <= stats.min_time and stats.max_time < hi)
 
 
 def _line_numbers(row_numbers: np.ndarray, reject_lines: np.ndarray) -> np.ndarray:
@@ -414,31 +370,34 @@ def run_month(
             csv, _ = fetch_local(settings, found, work_dir(settings), progress)
             st.bytes = found.size
         _check_header(csv, found.uri)
-        con = _connect(settings, run_dir / "tmp")
-        try:
-            parsed = run_dir / "parsed.parquet"
-            with _timed(report, "parse") as st:
-                rows, rejects = parse_csv(con, csv, parsed, month)
-                st.rows, st.bytes = rows, found.size
-                progress("parse bytes", found.size, found.size)
-            report.rejected_parse = rejects.num_rows
-            report.rows_read = rows + rejects.num_rows
-            reject_lines = rejects.column("_hw_line").to_numpy().astype(np.int64)
-            with _timed(report, "validate") as st:
-                clean = parsed
-                invalid = pa.table({})
-                meta = pq.ParquetFile(parsed).metadata
-                if not (_stats_say_clean(meta, month) and _ids_strictly_increasing(parsed)):
-                    report.fast_path = False
-                    clean = run_dir / "clean.parquet"
+        parsed = run_dir / "parsed.parquet"
+        with _timed(report, "parse") as st:
+            parsed_result = parse_month_csv(
+                csv, parsed, month.first_day, required=REQUIRED, timezone=settings.events.timezone,
+                threads=settings.events.threads or None, compression=settings.events.compression,
+                on_progress=lambda n: progress("parse bytes", n, found.size),
+            )  # fmt: skip
+            rows, rejects = parsed_result.rows, parsed_result.rejects
+            st.rows, st.bytes = rows, found.size
+        report.rejected_parse = rejects.num_rows
+        report.rows_read = rows + rejects.num_rows
+        reject_lines = rejects.column("_hw_line").to_numpy().astype(np.int64)
+        with _timed(report, "validate") as st:
+            clean = parsed
+            invalid = pa.table({})
+            if not _stats_say_clean(parsed_result.stats, month):
+                report.fast_path = False
+                clean = run_dir / "clean.parquet"
+                con = _connect(settings, run_dir / "tmp")
+                try:
                     rows, invalid, report.duplicates = validate_and_dedupe(
                         con, parsed, clean, month, reject_lines
                     )
-                    report.rejected_invalid = invalid.num_rows - report.duplicates
-                report.rows_out = rows
-                st.rows = rows
-        finally:
-            con.close()
+                finally:
+                    con.close()
+                report.rejected_invalid = invalid.num_rows - report.duplicates
+            report.rows_out = rows
+            st.rows = rows
         with _timed(report, "quarantine"):
             report.quarantine_uri = _quarantine(settings, batch_id, found, rejects, invalid)
         with _timed(report, "checks"):

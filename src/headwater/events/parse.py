@@ -1,0 +1,353 @@
+"""One pass over a month's CSV: byte ranges parsed in parallel, typed rows streamed into one Parquet file.
+
+The file is cut into ranges of ``chunk_bytes`` that end on a line break. Worker threads read a range
+(``os.pread``, no shared buffer) and parse it with PyArrow's CSV reader under the declared schema; the
+calling thread writes the typed batches, in file order, to a single Parquet file. Memory stays bounded
+by ``chunk_bytes`` times the few ranges in flight, whatever the size of the file, and both cores parse.
+
+Whatever the fast reader refuses (a ragged line, text in a number, a timestamp with a zone offset, a
+value it cannot read) sends that range to the careful reader: DuckDB's CSV reader with rejects captured,
+which keeps every line it can and reports each one it cannot with its line number and reason. A cut
+that falls inside a quoted value (a value with a line break) is found and the range is extended to the
+next safe cut, so no record is ever split.
+
+While the rows are in memory the pass also collects what the later stages would otherwise read the file
+again for: null counts of the required columns, the time range, whether ``event_id`` strictly
+increases (so it is unique), and counts per day, user, company and event type.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+# Declared columns of the source file, in order, and their Arrow types.
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "event_id": pa.int64(),
+    "event_time": pa.timestamp("us"),
+    "user_id": pa.int64(),
+    "company_id": pa.int64(),
+    "event_type": pa.string(),
+    "properties": pa.string(),
+}
+DUCKDB_TYPES = {
+    "event_id": "BIGINT",
+    "event_time": "TIMESTAMPTZ",
+    "user_id": "BIGINT",
+    "company_id": "BIGINT",
+    "event_type": "VARCHAR",
+    "properties": "VARCHAR",
+}
+STRING_COLUMNS = [n for n, t in ARROW_TYPES.items() if pa.types.is_string(t)]
+OUTPUT_SCHEMA = pa.schema([*ARROW_TYPES.items(), ("event_month", pa.date32())])
+REJECT_SCHEMA = pa.schema([("_hw_line", pa.int64()), ("_hw_reason", pa.string()), ("_hw_raw", pa.string())])
+CHUNK_BYTES = 16 << 20
+ROW_GROUP = 1_000_000
+_PROBE = 1 << 16
+MAX_MERGE = 8
+
+
+@dataclass
+class ParseStats:
+    """What the pass learned about the rows it wrote (only rows that parsed)."""
+
+    rows: int = 0
+    nulls: dict[str, int] = field(default_factory=dict)
+    min_time: np.datetime64 | None = None
+    max_time: np.datetime64 | None = None
+    ids_increasing: bool = True
+    last_id: int | None = None
+
+
+@dataclass
+class ParseResult:
+    rows: int
+    rejects: pa.Table  # _hw_line, _hw_reason, _hw_raw, sorted by line
+    stats: ParseStats
+    chunks: int = 0
+    careful_chunks: int = 0
+
+
+@dataclass
+class _Chunk:
+    index: int
+    start: int
+    end: int
+    table: pa.Table | None = None  # None: the fast reader refused the range
+    lines: int = 0  # physical lines in the range (known when table is set and no value holds a line break)
+    has_newline_in_value: bool = False
+    error: str = ""
+
+
+def _ranges(fd: int, start: int, size: int, chunk_bytes: int) -> Iterator[tuple[int, int]]:
+    """Byte ranges [start, end) of about ``chunk_bytes`` that each end just after a line break."""
+    while start < size:
+        end = min(start + chunk_bytes, size)
+        while end < size:
+            window = os.pread(fd, _PROBE, end)
+            cut = window.find(b"\n")
+            if cut >= 0:
+                end += cut + 1
+                break
+            end += len(window)
+        yield start, end
+        start = end
+
+
+def _read_options(nbytes: int) -> pacsv.ReadOptions:
+    return pacsv.ReadOptions(column_names=list(ARROW_TYPES), use_threads=False, block_size=nbytes + 1)
+
+
+_CONVERT = pacsv.ConvertOptions(
+    column_types=ARROW_TYPES, strings_can_be_null=True, null_values=[""], quoted_strings_can_be_null=True
+)
+
+
+def _fast(fd: int, index: int, start: int, end: int) -> _Chunk:
+    data = os.pread(fd, end - start, start)
+    chunk = _Chunk(index, start, end)
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(data), read_options=_read_options(len(data)), convert_options=_CONVERT
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        chunk.error = str(exc).splitlines()[0]
+        return chunk
+    # a line break inside a value: the range may end inside a quoted value, and rows != lines
+    chunk.has_newline_in_value = any(_holds_newline(table.column(c)) for c in STRING_COLUMNS)
+    chunk.table = table
+    chunk.lines = data.count(b"\n") if chunk.has_newline_in_value else table.num_rows
+    return chunk
+
+
+def _holds_newline(column: pa.ChunkedArray) -> bool:
+    """Whether any value holds a line break: one byte scan of the string data (conservative)."""
+    for arr in column.chunks:
+        data = arr.buffers()[2]
+        if data is not None and np.count_nonzero(np.frombuffer(data, np.uint8) == 10):
+            return True
+    return False
+
+
+def _quote_parity(fd: int, start: int, end: int) -> int:
+    return os.pread(fd, end - start, start).count(b'"') % 2
+
+
+class _Careful:
+    """DuckDB's CSV reader over one range: keeps what parses, reports each rejected line."""
+
+    def __init__(self, header: bytes, timezone: str, tmp: Path) -> None:
+        import duckdb
+
+        self.header = header
+        self.tmp = tmp
+        self.con = duckdb.connect(config={"threads": 1})
+        self.con.execute(f"SET TimeZone = '{timezone.replace(chr(39), '')}'")
+
+    def parse(self, fd: int, start: int, end: int) -> tuple[pa.Table, pa.Table, int]:
+        """(rows, rejects with lines relative to the range's first line = 1, physical lines in range)."""
+        data = os.pread(fd, end - start, start)
+        path = self.tmp / "careful.csv"
+        path.write_bytes(self.header + data)
+        columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in DUCKDB_TYPES.items()) + "}"
+        select = ", ".join(
+            f"timezone('UTC', {k}) AS {k}" if v == "TIMESTAMPTZ" else k for k, v in DUCKDB_TYPES.items()
+        )
+        self.con.execute("DROP TABLE IF EXISTS hw_rejects; DROP TABLE IF EXISTS hw_reject_scans")
+        table = self.con.sql(
+            f"SELECT {select} FROM read_csv('{path.as_posix()}', columns = {columns}, header = true, "
+            "auto_detect = false, delim = ',', quote = '\"', escape = '\"', store_rejects = true, "
+            "rejects_table = 'hw_rejects', rejects_scan = 'hw_reject_scans', rejects_limit = 0)"
+        ).to_arrow_table()
+        rejects = self.con.sql(
+            "SELECT line - 1 AS _hw_line, string_agg(DISTINCT error_type || coalesce(' ' || column_name, '') "
+            "|| ': ' || error_message, '; ') AS _hw_reason, any_value(csv_line) AS _hw_raw "
+            "FROM hw_rejects GROUP BY line ORDER BY line"
+        ).to_arrow_table()
+        return (
+            table.cast(pa.schema(list(ARROW_TYPES.items()))),
+            rejects.cast(REJECT_SCHEMA),
+            data.count(b"\n"),
+        )
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def _utc(table: pa.Table, timezone: str) -> pa.Table:
+    """Naive timestamps read in ``timezone`` -> UTC (the stored naive value is UTC)."""
+    if timezone.upper() in ("UTC", "ETC/UTC", "Z"):
+        return table
+    col = pc.assume_timezone(table.column("event_time"), timezone)
+    i = table.schema.get_field_index("event_time")
+    return table.set_column(i, "event_time", col.cast(pa.timestamp("us", "UTC")).cast(pa.timestamp("us")))
+
+
+def _observe(stats: ParseStats, table: pa.Table, required: tuple[str, ...]) -> None:
+    n = table.num_rows
+    if n == 0:
+        return
+    stats.rows += n
+    for c in required:
+        stats.nulls[c] = stats.nulls.get(c, 0) + table.column(c).null_count
+    mm = pc.min_max(table.column("event_time"))
+    lo, hi = mm["min"].as_py(), mm["max"].as_py()
+    if lo is not None:
+        lo64, hi64 = np.datetime64(lo, "us"), np.datetime64(hi, "us")
+        stats.min_time = lo64 if stats.min_time is None else min(stats.min_time, lo64)
+        stats.max_time = hi64 if stats.max_time is None else max(stats.max_time, hi64)
+    if stats.ids_increasing:
+        col = table.column("event_id")
+        if col.null_count:
+            stats.ids_increasing = False
+            return
+        ids = col.to_numpy()
+        after_last = stats.last_id is None or ids[0] > stats.last_id
+        if not after_last or (n > 1 and not bool(np.all(ids[1:] > ids[:-1]))):
+            stats.ids_increasing = False
+        stats.last_id = int(ids[-1])
+
+
+def parse_month_csv(
+    csv: Path,
+    out: Path,
+    month_first_day: date,
+    *,
+    required: tuple[str, ...],
+    timezone: str = "UTC",
+    threads: int | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+    compression: str = "snappy",
+    on_progress: Callable[[int], None] | None = None,
+) -> ParseResult:
+    """Parse ``csv`` (header already checked) into ``out`` with the ``event_month`` column set to
+    ``month_first_day``. Rows keep file order; rejected lines come back with their file line numbers."""
+    threads = max(1, threads or os.cpu_count() or 1)
+    fd = os.open(csv, os.O_RDONLY)
+    writer: pq.ParquetWriter | None = None
+    careful: _Careful | None = None
+    stats = ParseStats()
+    rejects: list[pa.Table] = []
+    result = ParseResult(0, REJECT_SCHEMA.empty_table(), stats)
+    pending: list[pa.Table] = []
+    pending_rows = 0
+    month_days = int(np.datetime64(month_first_day.isoformat(), "D").astype(np.int64))
+    with tempfile.TemporaryDirectory(prefix="hw-parse-", dir=out.parent) as tmp_name:
+        try:
+            size = os.fstat(fd).st_size
+            head = os.pread(fd, _PROBE, 0)
+            first = head.find(b"\n")
+            header = head[: first + 1] if first >= 0 else head + b"\n"
+            body_start = len(header) if first >= 0 else size
+            writer = pq.ParquetWriter(
+                out,
+                OUTPUT_SCHEMA,
+                compression={
+                    c: (compression if c in STRING_COLUMNS else "none") for c in OUTPUT_SCHEMA.names
+                },
+                use_dictionary=["user_id", "company_id", "event_type", "event_month"],
+                write_statistics=[c for c in OUTPUT_SCHEMA.names if c != "properties"],
+                column_encoding={"event_id": "DELTA_BINARY_PACKED", "event_time": "DELTA_BINARY_PACKED"},
+            )
+            next_line = 2  # physical line number of the next range's first line
+
+            def flush(force: bool) -> None:
+                nonlocal pending, pending_rows
+                if pending and (force or pending_rows >= ROW_GROUP):
+                    assert writer is not None
+                    writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP)
+                    pending, pending_rows = [], 0
+
+            def emit(table: pa.Table, lines: int, chunk_rejects: pa.Table | None, *, in_utc: bool) -> None:
+                nonlocal next_line, pending_rows
+                if not in_utc:
+                    table = _utc(table, timezone)
+                table = table.append_column(
+                    "event_month",
+                    pa.array(np.full(table.num_rows, month_days, dtype=np.int32), pa.int32()).cast(
+                        pa.date32()
+                    ),
+                )
+                _observe(stats, table, required)
+                if chunk_rejects is not None and chunk_rejects.num_rows:
+                    shifted = pc.add(chunk_rejects.column("_hw_line"), next_line - 1)
+                    rejects.append(chunk_rejects.set_column(0, "_hw_line", shifted))
+                next_line += lines
+                if table.num_rows:
+                    pending.append(table)
+                    pending_rows += table.num_rows
+                flush(False)
+
+            def carefully(start: int, end: int) -> None:
+                nonlocal careful
+                if careful is None:
+                    careful = _Careful(header, timezone, Path(tmp_name))
+                table, chunk_rejects, lines = careful.parse(fd, start, end)
+                result.careful_chunks += 1
+                emit(table, lines, chunk_rejects, in_utc=True)  # DuckDB already converted to UTC
+
+            queue: deque[Future[_Chunk]] = deque()
+            with ThreadPoolExecutor(threads, thread_name_prefix="hw-parse") as pool:
+                ranges = _ranges(fd, body_start, size, chunk_bytes)
+                index = 0
+
+                def submit() -> bool:
+                    nonlocal index
+                    nxt = next(ranges, None)
+                    if nxt is None:
+                        return False
+                    queue.append(pool.submit(_fast, fd, index, *nxt))
+                    index += 1
+                    return True
+
+                for _ in range(threads * 2):
+                    if not submit():
+                        break
+                while queue:
+                    chunk = queue.popleft().result()
+                    result.chunks += 1
+                    start, end = chunk.start, chunk.end
+                    suspect = chunk.table is None or chunk.has_newline_in_value
+                    if suspect and _quote_parity(fd, start, end):
+                        # the cut may fall inside a quoted value: take the following ranges until the
+                        # quotes balance (a stray quote never balances: give up after a few ranges)
+                        for _ in range(MAX_MERGE):
+                            if not queue:
+                                break
+                            end = queue.popleft().result().end
+                            submit()
+                            if not _quote_parity(fd, start, end):
+                                break
+                        chunk = _fast(fd, chunk.index, start, end)
+                    if chunk.table is None:
+                        carefully(start, end)
+                    else:
+                        emit(chunk.table, chunk.lines, None, in_utc=False)
+                    if on_progress is not None:
+                        on_progress(end - start)
+                    submit()
+            flush(True)
+            writer.close()
+            writer = None
+        finally:
+            os.close(fd)
+            if writer is not None:
+                writer.close()
+            if careful is not None:
+                careful.close()
+    result.rows = stats.rows
+    if rejects:
+        result.rejects = pa.concat_tables(rejects)
+    return result

@@ -1,0 +1,127 @@
+"""The chunked CSV pass: many small ranges must give exactly what one careful read of the whole file gives."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from headwater.events.parse import ParseResult, parse_month_csv
+
+HEADER = "event_id,event_time,user_id,company_id,event_type,properties\n"
+REQUIRED = ("event_id", "event_time", "user_id", "company_id", "event_type")
+
+
+def write(path: Path, lines: list[str]) -> Path:
+    path.write_text(HEADER + "".join(lines), encoding="utf-8")
+    return path
+
+
+def clean_lines(n: int, start_id: int = 1) -> list[str]:
+    return [
+        f'{i},2021-03-{1 + i % 28:02d} {i % 24:02d}:{i % 60:02d}:00,{i % 97 + 1},{i % 13 + 1},"click","p {i}"\n'
+        for i in range(start_id, start_id + n)
+    ]
+
+
+def parse(
+    path: Path, chunk_bytes: int, *, threads: int | None = None, timezone: str = "UTC"
+) -> tuple[list[dict[str, object]], ParseResult]:
+    out = path.with_suffix(".parquet")
+    result = parse_month_csv(
+        path,
+        out,
+        date(2021, 3, 1),
+        required=REQUIRED,
+        chunk_bytes=chunk_bytes,
+        threads=threads,
+        timezone=timezone,
+    )
+    return pq.read_table(out).to_pylist(), result
+
+
+@pytest.mark.parametrize("chunk_bytes", [64, 1000, 1 << 20])
+def test_clean_file_is_the_same_in_any_number_of_ranges(tmp_path: Path, chunk_bytes: int) -> None:
+    path = write(tmp_path / "e.csv", clean_lines(3000))
+    rows, result = parse(path, chunk_bytes, threads=2)
+    assert [r["event_id"] for r in rows] == list(range(1, 3001))
+    assert rows[4]["properties"] == "p 5"
+    assert {r["event_month"] for r in rows} == {date(2021, 3, 1)}
+    assert result.rows == 3000
+    assert result.rejects.num_rows == 0
+    assert result.stats.ids_increasing
+    assert not any(result.stats.nulls.values())
+    if chunk_bytes == 64:
+        assert result.chunks > 100
+
+
+def test_values_with_line_breaks_are_never_cut(tmp_path: Path) -> None:
+    lines = clean_lines(400)
+    for i in range(0, 400, 7):  # every 7th value spans lines, some with quotes inside
+        lines[i] = lines[i].replace(f'"p {i + 1}"', f'"line one\nline ""two""\n{i + 1}"')
+    path = write(tmp_path / "e.csv", lines)
+    expected = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+    for chunk_bytes in (50, 333, 4096):
+        rows, result = parse(path, chunk_bytes)
+        assert [r["properties"] for r in rows] == [e["properties"] for e in expected]
+        assert result.rejects.num_rows == 0
+
+
+def test_rejected_lines_carry_file_line_numbers_across_ranges(tmp_path: Path) -> None:
+    lines = clean_lines(1000)
+    bad = {
+        57: "ragged,line\n",
+        300: "301,not a time,1,1,click,x\n",
+        301: "302,2021-03-02 00:00:00,abc,1,click,x\n",
+    }
+    bad[870] = "871,2021-03-02 00:00:00,5,1,click,x,extra\n"
+    for i, text in bad.items():
+        lines[i] = text
+    path = write(tmp_path / "e.csv", lines)
+    for chunk_bytes in (200, 5000, 1 << 20):
+        rows, result = parse(path, chunk_bytes)
+        got = result.rejects.column("_hw_line").to_pylist()
+        assert got == [i + 2 for i in sorted(bad)]  # line 1 is the header
+        raw = result.rejects.column("_hw_raw").to_pylist()
+        assert raw[0] == "ragged,line"
+        assert len(rows) == 1000 - len(bad)
+        assert [r["event_id"] for r in rows] == [i + 1 for i in range(1000) if i not in bad]
+
+
+def test_offsets_and_local_zone_end_in_utc_whichever_reader_took_the_range(tmp_path: Path) -> None:
+    lines = [
+        "1,2021-03-03 10:00:00,1,1,click,a\n",  # naive: read in the project's zone
+        "2,2021-03-03 10:00:00,1,1,click,b\n",
+        "3,2021-03-03T10:00:00+02:00,1,1,click,c\n",  # an offset: the fast reader refuses this range
+        "4,2021-03-03 10:00:00,1,1,click,d\n",
+    ]
+    path = write(tmp_path / "e.csv", lines)
+    for chunk_bytes in (30, 1 << 20):
+        rows, _ = parse(path, chunk_bytes, timezone="Europe/Berlin")
+        times = [str(r["event_time"]) for r in rows]
+        assert times == [
+            "2021-03-03 09:00:00",
+            "2021-03-03 09:00:00",
+            "2021-03-03 08:00:00",
+            "2021-03-03 09:00:00",
+        ]
+
+
+def test_matches_duckdb_reading_the_whole_file(tmp_path: Path) -> None:
+    lines = clean_lines(2000)
+    lines[10] = '11,2021-03-02 00:00:00,1,1,"",""\n'  # empty strings are NULL, as DuckDB reads them
+    lines[11] = "12,,1,1,click,x\n"
+    path = write(tmp_path / "e.csv", lines)
+    rows, _ = parse(path, 700)
+    con = duckdb.connect()
+    expected = con.sql(
+        f"SELECT * FROM read_csv('{path}', header = true, auto_detect = false, columns = {{'event_id': 'BIGINT', "
+        "'event_time': 'TIMESTAMP', 'user_id': 'BIGINT', 'company_id': 'BIGINT', 'event_type': 'VARCHAR', "
+        "'properties': 'VARCHAR'}, quote = '\"', escape = '\"')"
+    ).to_arrow_table()
+    assert [{k: r[k] for k in expected.column_names} for r in rows] == expected.to_pylist()
