@@ -93,6 +93,45 @@ def test_bad_folders_are_each_quarantined_with_their_reason(
     assert not any((Path(settings.storage_root) / "raw/sessions").rglob(f"*{no_meta.name}*"))
 
 
+def test_a_project_folder_given_as_the_source_keeps_its_own_folders(
+    tmp_path: Path, project_factory: Callable[..., Settings]
+) -> None:
+    """``headwater sessions upload .`` in the project: the storage root (the raw zone itself), the catalog and
+    the quarantine are never checked as sessions nor moved to quarantine; the session folders are uploaded."""
+    settings = project_factory()
+    project = settings.project_dir
+    first, second = make_sessions(tmp_path / "lab", count=2)
+    assert upload_sessions(settings, first).ok  # the storage root data/ now holds the raw zone
+    second.rename(project / second.name)
+    (project / "quarantine" / "sessions").mkdir(parents=True)
+    report = upload_sessions(settings, project)
+    assert report.ok, [s.message for s in report.sessions]
+    assert {(s.session_id, s.outcome) for s in report.sessions} == {
+        (second.name, UploadOutcome.UPLOADED),
+        ("data", UploadOutcome.SKIPPED),
+        ("quarantine", UploadOutcome.SKIPPED),
+    }
+    skipped = {s.session_id: s.message for s in report.of(UploadOutcome.SKIPPED)}
+    assert skipped["data"] == "data: holds this project's storage root; left in place, not a session"
+    assert Path(settings.storage_root).is_dir()
+    assert not any((project / "quarantine" / "sessions").iterdir())
+    catalog = open_catalog(settings)
+    assert [r.session_id for r in catalog.list_sessions()] == [first.name, second.name]
+    for record in catalog.list_sessions():
+        assert verify_batch(prefix_store(settings, record.raw_prefix)).ok
+    # above the project: the project folder is left alone, and so is a folder of session folders (lab/)
+    above = upload_sessions(settings, project.parent)
+    assert {(s.session_id, s.outcome) for s in above.sessions} == {
+        (project.name, UploadOutcome.SKIPPED),
+        ("lab", UploadOutcome.SKIPPED),
+    }
+    assert above.of(UploadOutcome.SKIPPED)[0].message == (
+        f"lab: holds session folders; left in place, not quarantined (give {first.parent} itself as the source)"
+    )
+    assert (project / "headwater.yaml").is_file()
+    assert first.is_dir()
+
+
 def test_a_changed_folder_after_upload_is_reported_and_the_raw_copy_kept(
     lab: Path, settings: Settings
 ) -> None:

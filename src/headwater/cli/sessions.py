@@ -57,6 +57,7 @@ OUTCOME_STYLE = {
     UploadOutcome.QUARANTINED: "yellow",
     UploadOutcome.FAILED: "red",
     UploadOutcome.WAITING: "cyan",
+    UploadOutcome.SKIPPED: "dim",
 }
 STATUS_STYLE = {
     SessionStatus.UPLOADED: "cyan",
@@ -142,7 +143,9 @@ def upload(
 
     Bad folders are moved (never deleted) to the quarantine folder with REASON.txt; the rest go
     write-once to raw/sessions/YYYY/MM/DD/<session>/ and are catalogued once all their files
-    verified. A re-run sends only what is missing. Exit 3 when a folder was quarantined, 4 on a failed upload.
+    verified. A re-run sends only what is missing. A folder holding session folders, or the project's own
+    data (storage root, catalog), is skipped, never moved. Exit 3 when a folder was quarantined, 4 on a failed
+    upload.
 
     Examples:
 

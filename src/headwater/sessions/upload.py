@@ -23,6 +23,7 @@ from pathlib import Path
 from headwater.config import Settings
 from headwater.errors import HeadwaterError, UsageError
 from headwater.progress import Progress, no_progress
+from headwater.sessions.backends import SqliteBackend
 from headwater.sessions.catalog import Catalog, open_catalog
 from headwater.sessions.model import SESSION_NAME, FileRef, FileZone, SessionRecord, raw_prefix
 from headwater.sessions.stores import prefix_store
@@ -34,7 +35,7 @@ from headwater.sessions.validate import (
     check_session,
     quarantine_session,
 )
-from headwater.storage import VerifyMode, push_batch
+from headwater.storage import Scheme, VerifyMode, parse_location, push_batch
 
 log = logging.getLogger(__name__)
 PROGRESS_TASK = "upload bytes"
@@ -46,6 +47,7 @@ class UploadOutcome(StrEnum):
     QUARANTINED = "quarantined"  # failed a check; moved to the quarantine folder
     FAILED = "failed"  # transfer or catalog failure; nothing catalogued, re-run to resume
     WAITING = "waiting"  # watch: not complete yet (no marker, not quiet long enough)
+    SKIPPED = "skipped"  # not a session and not moved: holds the project's own places, or session folders
 
 
 @dataclass
@@ -133,6 +135,34 @@ def _compare_with_catalog(folder: Path, record: SessionRecord) -> str | None:
                 "was kept (rename the folder if it is another session)"
             )
     return None
+
+
+def _not_a_session(folder: Path, own: dict[str, Path]) -> SessionUpload | None:
+    """A SKIPPED outcome for a folder that is plainly not one session and must not be moved to quarantine:
+    one holding the project's own places (the source is the project folder or above it), or one holding
+    session folders (the source is one level too high). None for every other folder (checked as a session)."""
+    resolved = folder.resolve()
+    holds = [what for what, path in own.items() if path.is_relative_to(resolved)]
+    if holds:
+        message = f"{folder.name}: holds this project's {' and '.join(holds)}; left in place, not a session"
+    elif not SESSION_NAME.match(folder.name) and _holds_sessions(folder):
+        message = (
+            f"{folder.name}: holds session folders; left in place, not quarantined "
+            f"(give {folder} itself as the source)"
+        )
+    else:
+        return None
+    return SessionUpload(folder.name, folder, UploadOutcome.SKIPPED, message=message)
+
+
+def _holds_sessions(folder: Path) -> bool:
+    """True when ``folder`` (a real folder) has a sub-folder named like a session."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    try:
+        return any(SESSION_NAME.match(p.name) and p.is_dir() and not p.is_symlink() for p in folder.iterdir())
+    except OSError:
+        return False  # unreadable: the checks report it
 
 
 def _overall(progress: Progress, grand_total: int) -> Progress:
@@ -238,14 +268,29 @@ class Uploader:
             seconds=time.monotonic() - started,
         )
 
+    def own_paths(self) -> dict[str, Path]:
+        """The project's own places a source folder may hold (a project folder given as the source): the
+        project folder, the quarantine, a local storage root, the SQLite catalog. Never checked or moved."""
+        own = {"project folder": self.settings.project_dir, "quarantine": self.quarantine_dir}
+        root = parse_location(self.settings.storage_root)
+        if root.scheme is Scheme.FILE and root.path is not None:
+            own["storage root"] = root.path
+        if isinstance(self.catalog.backend, SqliteBackend):
+            own["session catalog"] = self.catalog.backend.path
+        return {what: path.resolve() for what, path in own.items()}
+
     def run(self, folders: list[Path], source: Path, progress: Progress = no_progress) -> UploadReport:
         """Triage every folder, then push the valid ones one after another (files of a session in parallel)."""
         started = time.monotonic()
         report = UploadReport(source)
         ready: list[ValidSession] = []
+        own = self.own_paths()
         for folder in folders:
-            if self.quarantine_dir.resolve().is_relative_to(folder.resolve()):
-                continue  # the quarantine itself (a project folder given as the source)
+            skipped = _not_a_session(folder, own)
+            if skipped is not None:
+                log.warning("%s", skipped.message)
+                report.sessions.append(skipped)
+                continue
             triaged = self.triage(folder)
             if isinstance(triaged, SessionUpload):
                 report.sessions.append(triaged)
