@@ -299,6 +299,10 @@ def test_an_abandoned_claim_is_taken_over_after_the_timeout(filled: Catalog) -> 
     assert dead.claimed
     assert sid not in filled.pending(3600)
     assert sid in filled.pending(0.0)  # older than a zero timeout: its worker is presumed dead
+    # the abandoned claim's time comes along, so a scheduler can request the session again under a new key
+    claims = dict(filled.pending_claims(0.0))
+    assert claims[sid] is not None
+    assert claims["20210202_100000"] is None  # never claimed
     taken = filled.claim(sid, force=False, claim_timeout=0.0)
     assert taken.claimed
     assert taken.claim_id != dead.claim_id

@@ -81,6 +81,22 @@ def test_the_default_preprocessor_writes_per_channel_statistics(lab: Path, setti
     assert w["mean"] == pytest.approx(col[:rate].mean(), rel=1e-5)
 
 
+def test_an_abandoned_claim_is_requested_again_under_a_new_run_key(lab: Path, settings: Settings) -> None:
+    from headwater.sessions.preprocess import pending_run_keys
+
+    sids = uploaded(settings, lab)
+    assert pending_run_keys(settings) == [(s, f"session:{s}") for s in sids]
+    dead = open_catalog(settings).claim(sids[0], force=False, claim_timeout=3600)  # a worker that then dies
+    assert dead.claimed
+    assert sids[0] not in dict(pending_run_keys(settings))  # a live claim is left alone
+    expired = settings.model_copy(
+        update={"sessions": settings.sessions.model_copy(update={"claim_timeout": 0})}
+    )
+    keys = dict(pending_run_keys(expired))
+    assert keys[sids[0]].startswith(f"session:{sids[0]}:reclaim:")  # not the key the dead run used
+    assert keys[sids[1]] == f"session:{sids[1]}"
+
+
 def test_exactly_once_no_op_when_ready_and_force_runs_again(lab: Path, settings: Settings) -> None:
     sid = uploaded(settings, lab)[0]
     results = []

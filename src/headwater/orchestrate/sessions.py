@@ -3,7 +3,9 @@
 * ``sessions`` is a dynamic partitions definition: one partition per session id.
 * ``sessions_uploaded_sensor`` asks the catalog for sessions in status ``uploaded`` (the only ones that
   need work), registers them as partitions and requests one run each; the run key is the session id, so
-  a session is never requested twice, and the catalog's atomic claim makes a duplicate run a no-op.
+  a session is never requested twice, and the catalog's atomic claim makes a duplicate run a no-op. A
+  claim abandoned by a dead worker (older than ``sessions.claim_timeout``) is requested again under a
+  new key, ``session:<id>:reclaim:<claimed_at>``.
 * ``session_features`` calls the configured preprocessor. Its retries re-claim the session the failed
   attempt marked ``failed``; when the retries are exhausted the run fails and ``alert_on_run_failure``
   sends one alert (the core is told not to alert, so there is exactly one per failure).
@@ -13,7 +15,7 @@ import dagster as dg
 
 from headwater.config import Settings
 from headwater.orchestrate.common import retry_policy
-from headwater.sessions.preprocess import pending_sessions, preprocess_session
+from headwater.sessions.preprocess import pending_run_keys, preprocess_session
 
 PARTITIONS = "sessions"
 sessions_partitions = dg.DynamicPartitionsDefinition(name=PARTITIONS)
@@ -59,11 +61,11 @@ def build_sessions(settings: Settings) -> dict[str, list[object]]:
         description="Registers each newly uploaded session as a partition and requests its preprocessing once.",
     )
     def sessions_uploaded_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        pending = pending_sessions(settings)
+        pending = pending_run_keys(settings)
         known = set(context.instance.get_dynamic_partitions(PARTITIONS))
-        new = [s for s in pending if s not in known]
+        new = [s for s, _ in pending if s not in known]
         return dg.SensorResult(
-            run_requests=[dg.RunRequest(partition_key=s, run_key=f"session:{s}") for s in pending],
+            run_requests=[dg.RunRequest(partition_key=s, run_key=key) for s, key in pending],
             dynamic_partitions_requests=[sessions_partitions.build_add_request(new)] if new else [],
         )
 

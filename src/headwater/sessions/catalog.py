@@ -267,14 +267,25 @@ class Catalog:
     def pending(self, claim_timeout: float) -> list[str]:
         """Sessions waiting for preprocessing: status uploaded, or a claim older than ``claim_timeout`` s
         (its worker died), oldest recording first."""
+        return [session_id for session_id, _ in self.pending_claims(claim_timeout)]
+
+    def pending_claims(self, claim_timeout: float) -> list[tuple[str, str | None]]:
+        """Like :meth:`pending`, with the abandoned claim's time (None for a session never claimed), so a
+        scheduler can tell a second pick-up of the same session from the first."""
         stale = self._ts(utcnow() - dt.timedelta(seconds=claim_timeout))
         with self._read() as con:
             rows = con.rows(
-                "SELECT session_id FROM sessions WHERE status = ? OR (status = ? AND claimed_at < ?) "
-                "ORDER BY recorded_at, session_id",
+                "SELECT session_id, status, claimed_at FROM sessions WHERE status = ? "
+                "OR (status = ? AND claimed_at < ?) ORDER BY recorded_at, session_id",
                 (SessionStatus.UPLOADED.value, SessionStatus.PREPROCESSING.value, stale),
             )
-        return [str(r["session_id"]) for r in rows]
+        return [
+            (
+                str(r["session_id"]),
+                str(r["claimed_at"]) if r["status"] == SessionStatus.PREPROCESSING.value else None,
+            )
+            for r in rows
+        ]
 
     def claim(self, session_id: str, *, force: bool, claim_timeout: float) -> Claim:
         """Move the session to ``preprocessing`` in one conditional UPDATE, so of two racing callers exactly

@@ -146,6 +146,17 @@ def pending_sessions(settings: Settings, *, catalog: Catalog | None = None) -> l
     return catalog.pending(settings.sessions.claim_timeout)
 
 
+def pending_run_keys(settings: Settings, *, catalog: Catalog | None = None) -> list[tuple[str, str]]:
+    """(session id, run key) for each pending session. The key is ``session:<id>`` the first time and
+    ``session:<id>:reclaim:<claimed_at>`` when an abandoned claim is picked up again, so a scheduler that
+    runs each key once still retries a session whose worker died."""
+    catalog = catalog or open_catalog(settings)
+    return [
+        (sid, f"session:{sid}" if claimed is None else f"session:{sid}:reclaim:{claimed}")
+        for sid, claimed in catalog.pending_claims(settings.sessions.claim_timeout)
+    ]
+
+
 def preprocess_session(
     settings: Settings,
     session_id: str,
