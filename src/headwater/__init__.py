@@ -5,11 +5,26 @@ The library is the product; the CLI (`headwater`), the orchestrator code locatio
 HTTP service are thin layers over it.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    __version__ = version("headwater")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0"
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    __version__: str
 
 __all__ = ["__version__"]
+
+
+def __getattr__(name: str) -> str:
+    # ``__version__`` is looked up on first use: importlib.metadata is slow to import, and importing
+    # headwater (``headwater --help``, a child process) should not pay for it.
+    if name != "__version__":
+        raise AttributeError(f"module 'headwater' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        value = version("headwater")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+        value = "0.0.0"
+    globals()["__version__"] = value
+    return value

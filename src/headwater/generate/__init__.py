@@ -2,16 +2,25 @@
 
 from headwater.generate import generate, load_dataset, GenerateOptions
 result = generate(load_dataset("events"), Path("out"), GenerateOptions(rows=1_000_000, workers=2))
+
+The engine's names are imported on first use, so ``from headwater.generate import BUILT_IN`` (the CLI's
+help text) does not pay for NumPy and PyArrow.
 """
 
 from __future__ import annotations
 
+import importlib
 from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from headwater.errors import SchemaError
-from headwater.generate.engine import GenerateOptions, GenerateResult, TableStats, generate
-from headwater.schema import Schema, load_schema, load_schema_text
+
+if TYPE_CHECKING:
+    from headwater.generate.engine import GenerateOptions, GenerateResult, TableStats, generate
+    from headwater.schema import Schema
+
+_ENGINE = ("GenerateOptions", "GenerateResult", "TableStats", "generate")
 
 BUILT_IN = ("events", "goodreads", "sessions")
 
@@ -23,6 +32,8 @@ def builtin_schema_text(name: str) -> str:
 
 def load_dataset(name_or_path: str | Path) -> Schema:
     """A built-in dataset by name (``events``, ``goodreads``), or a schema file by path."""
+    from headwater.schema import load_schema, load_schema_text
+
     name = str(name_or_path)
     if name in BUILT_IN and name != "sessions":
         return load_schema_text(builtin_schema_text(name), source=f"<built-in {name}>")
@@ -33,3 +44,11 @@ def load_dataset(name_or_path: str | Path) -> Schema:
 
 
 __all__ = ["BUILT_IN", "GenerateOptions", "GenerateResult", "TableStats", "generate", "load_dataset"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _ENGINE:
+        raise AttributeError(f"module 'headwater.generate' has no attribute {name!r}")
+    value = getattr(importlib.import_module("headwater.generate.engine"), name)
+    globals()[name] = value
+    return value

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from headwater import __version__
+import headwater
 from headwater.errors import IntegrityError, StorageError, UsageError, WriteOnceError
 from headwater.manifest import MANIFEST_NAME, FileRecord, Manifest
 from headwater.progress import Progress, no_progress
@@ -231,7 +231,7 @@ def _write_manifest(
             "destination": store.url,
             "verify": verify.value,
             "pushed_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "headwater": __version__,
+            "headwater": headwater.__version__,
         },
     )
     existing = store.head(MANIFEST_NAME)

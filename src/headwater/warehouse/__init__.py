@@ -10,8 +10,8 @@ row in one transaction; a batch already loaded is skipped. See docs/warehouse.md
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from headwater.config import DuckDBWarehouseSettings, PostgresWarehouseSettings, Settings
 from headwater.errors import ConfigError
 from headwater.warehouse.base import (
     ChangeKind,
@@ -28,6 +28,9 @@ from headwater.warehouse.base import (
     Warehouse,
 )
 from headwater.warehouse.types import SqlType, TypeName
+
+if TYPE_CHECKING:
+    from headwater.config import Settings
 
 __all__ = [
     "ChangeKind",
@@ -67,6 +70,8 @@ def open_warehouse(url: str | Path, schema: str = "public", lock_timeout: float 
 
 def warehouse_from_settings(settings: Settings) -> Warehouse:
     """The warehouse the project file configures (DuckDB paths are relative to the project)."""
+    from headwater.config import DuckDBWarehouseSettings, PostgresWarehouseSettings
+
     wh = settings.warehouse
     if isinstance(wh, PostgresWarehouseSettings):
         return open_warehouse(wh.url.get_secret_value(), schema=wh.schema_name)

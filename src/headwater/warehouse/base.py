@@ -8,15 +8,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol, TypeAlias
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from headwater.progress import Progress, no_progress
 from headwater.warehouse.types import SqlType
 
-# What a load reads: an Arrow table, or one or more Parquet files.
-Source: TypeAlias = pa.Table | Path | Sequence[Path]
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# What a load reads: an Arrow table, or one or more Parquet files. A string, so that importing this module
+# (the CLI needs LoadMode and SchemaChangePolicy for its help) does not import PyArrow.
+Source: TypeAlias = "pa.Table | Path | Sequence[Path]"
 
 
 class LoadMode(StrEnum):

@@ -10,10 +10,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from headwater.errors import SchemaError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class TypeName(StrEnum):
@@ -83,6 +85,8 @@ def varchar(length: int | None = None) -> SqlType:
 
 def sql_type_from_arrow(dtype: pa.DataType, column: str = "?") -> SqlType:
     """The warehouse type for an Arrow type; unsupported types raise a SchemaError naming the column."""
+    import pyarrow as pa
+
     t = pa.types
     if t.is_dictionary(dtype):
         return sql_type_from_arrow(dtype.value_type, column)
@@ -111,6 +115,8 @@ def sql_type_from_arrow(dtype: pa.DataType, column: str = "?") -> SqlType:
 
 def arrow_type_for(sql_type: SqlType) -> pa.DataType:
     """The Arrow type a warehouse column reads back as (used by backups)."""
+    import pyarrow as pa
+
     mapping: dict[TypeName, pa.DataType] = {
         TypeName.BOOLEAN: pa.bool_(),
         TypeName.INTEGER: pa.int32(),
