@@ -5,15 +5,21 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
-from headwater import __version__
+import headwater
 from headwater.cli.console import console, err_console
-from headwater.config import Settings, load_settings
 from headwater.errors import HeadwaterError
+
+if TYPE_CHECKING:
+    from headwater.config import Settings
+
+# Start-up: ``headwater --help`` builds every command, so this package imports only Typer, Rich and light
+# headwater modules at the top; anything heavy (DuckDB, pandas, PyArrow, Dagster, ...) is imported inside
+# the command that needs it. tests/cli/test_startup.py fails when a heavy import comes back.
 
 EXIT_CODES = """\
 Exit codes: 0 success; 1 unexpected error; 2 bad usage, schema or configuration; 3 bad input data;
@@ -40,6 +46,8 @@ class State:
     @classmethod
     def settings(cls) -> Settings:
         if cls._settings is None:
+            from headwater.config import load_settings
+
             cls._settings = load_settings(cls.project)
         return cls._settings
 
@@ -51,7 +59,7 @@ class State:
 
 def _version(value: bool) -> None:
     if value:
-        console.print(f"headwater {__version__}")
+        console.print(f"headwater {headwater.__version__}")
         raise typer.Exit()
 
 

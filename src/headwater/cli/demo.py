@@ -5,17 +5,16 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from headwater.cli.console import ByteProgress, console
-from headwater.config import PROJECT_FILE, Settings, init_project, load_settings
-from headwater.events import analyse, discover_months, run_month
-from headwater.generate import GenerateOptions, generate, load_dataset
-from headwater.generate.sessions import SessionOptions, generate_sessions
 from headwater.units import format_bytes
+
+if TYPE_CHECKING:
+    from headwater.config import Settings
 
 
 def demo(
@@ -27,6 +26,10 @@ def demo(
     (events as YYYY/MM/events.csv, goodreads, recording sessions), then run the monthly events pipeline
     over every month (processed Parquet, quarantine, warehouse fact_events) and print its report.
     """
+    from headwater.config import PROJECT_FILE, init_project, load_settings
+    from headwater.generate import GenerateOptions, generate, load_dataset
+    from headwater.generate.sessions import SessionOptions, generate_sessions
+
     if not (project / PROJECT_FILE).exists():
         init_project(project, "headwater-demo")
     settings = load_settings(project, env={})
@@ -131,6 +134,8 @@ def _goodreads_pipeline(settings: Settings, generated: Path) -> None:
 
 def _events_pipeline(settings: Settings, source: Path) -> None:
     """The monthly events pipeline over every generated month, then the report for all of them."""
+    from headwater.events import analyse, discover_months, run_month
+
     months = [f.month for f in discover_months(settings, str(source))]
     table = Table(
         title="events pipeline: YYYY/MM/events.csv -> processed Parquet + fact_events", title_justify="left"

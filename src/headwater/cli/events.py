@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -11,8 +11,10 @@ from rich.table import Table
 from headwater.cli.app import State
 from headwater.cli.console import ByteProgress, console, print_json
 from headwater.errors import UsageError
-from headwater.events import Month, MonthReport, analyse, discover_months, month_range, run_month
 from headwater.units import format_bytes
+
+if TYPE_CHECKING:
+    from headwater.events import Month, MonthReport
 
 events_app = typer.Typer(
     help="The monthly events pipeline: YYYY/MM/events.csv -> cleaned Parquet, warehouse fact, analyses.",
@@ -26,6 +28,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts in
 
 
 def _months(month: str | None, start: str | None, end: str | None, source: str | None) -> list[Month]:
+    from headwater.events import Month, discover_months, month_range
+
     if month and (start or end):
         raise UsageError("give --month or --from/--to, not both")
     if month:
@@ -74,6 +78,8 @@ def process(
       headwater events process s3://bucket/events --from 2021-01 --to 2021-06   # a backfill
       headwater events process --month 2021-03 --force --no-load
     """
+    from headwater.events import run_month
+
     settings = State.settings()
     src = _source(source)
     months = _months(month, start, end, source)
@@ -141,6 +147,8 @@ def report(
       headwater events report --month 2021-01
       headwater events report --from 2021-01 --to 2021-06 --top 20 --out reports/h1
     """
+    from headwater.events import analyse
+
     settings = State.settings()
     result = analyse(settings, _months(month, start, end, None), top)
     written = result.write(out) if out else []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -12,9 +12,11 @@ from rich.table import Table
 from headwater.cli.app import State
 from headwater.cli.console import ByteProgress, console, err_console, print_json
 from headwater.errors import UsageError
-from headwater.generate import BUILT_IN, GenerateOptions, GenerateResult, generate, load_dataset
-from headwater.generate.sessions import SessionOptions, generate_sessions
+from headwater.generate import BUILT_IN
 from headwater.units import format_bytes, parse_size
+
+if TYPE_CHECKING:
+    from headwater.generate import GenerateResult
 
 HELP = """Generate synthetic data from DATASET_OR_SCHEMA: a built-in dataset (events, goodreads, sessions)
 or a YAML schema file. Output is deterministic: the same schema and --seed give byte-identical files
@@ -83,6 +85,9 @@ def generate_command(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
+    from headwater.generate import GenerateOptions, generate, load_dataset
+    from headwater.generate.sessions import SessionOptions, generate_sessions
+
     settings = State.settings().generate
     seed = settings.seed if seed is None else seed
     workers = workers or settings.workers or os.cpu_count() or 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -12,12 +12,11 @@ from rich.table import Table
 
 from headwater.cli.app import State
 from headwater.cli.console import ByteProgress, console, err_console, print_json
-from headwater.config import PROJECT_FILE
 from headwater.errors import UsageError
-from headwater.quality.profile_report import write_profile
-from headwater.quality.profiling import Profile, profile
-from headwater.quality.suggest import accept_suggestions, suggestions_yaml
 from headwater.units import format_bytes
+
+if TYPE_CHECKING:
+    from headwater.quality.profiling import Profile
 
 
 def _short(value: object, width: int = 24) -> str:
@@ -95,7 +94,7 @@ def profile_command(
         bool,
         typer.Option(
             "--accept",
-            help=f"Write the suggested checks into {PROJECT_FILE} under quality.checks.TABLE (comments kept).",
+            help="Write the suggested checks into headwater.yaml under quality.checks.TABLE (comments kept).",
         ),
     ] = False,
     warehouse: Annotated[
@@ -120,6 +119,11 @@ def profile_command(
 
       headwater profile new.csv --table orders --accept      # into headwater.yaml quality.checks.orders
     """
+    from headwater.config import PROJECT_FILE
+    from headwater.quality.profile_report import write_profile
+    from headwater.quality.profiling import profile
+    from headwater.quality.suggest import accept_suggestions, suggestions_yaml
+
     settings = State.settings()
     quiet = json_out == "-"
     out_console = err_console if (suggest or quiet) else console

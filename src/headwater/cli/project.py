@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from headwater.cli.console import console
-from headwater.config import init_project
 
 
 def init(
@@ -22,6 +21,8 @@ def init(
     Every key in it can later be overridden with HEADWATER_<SECTION>__<KEY> environment variables.
     Refuses to overwrite an existing project file.
     """
+    from headwater.config import init_project
+
     target = init_project(folder, name)
     console.print(f"created [bold]{target}[/]; next: [bold]headwater generate events --out {folder}/data[/]")
 

@@ -7,11 +7,8 @@ import datetime as dt
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -19,29 +16,18 @@ from rich.table import Table
 from headwater.cli.app import State
 from headwater.cli.console import console, err_console, print_json
 from headwater.errors import DataError, QualityGateError, UsageError
-from headwater.quality import (
-    BatchTarget,
-    Check,
-    CheckReport,
-    EntryState,
-    HistoryStore,
-    QuarantineEntry,
-    WarehouseTarget,
-    checks_for_table,
-    drop_quarantine,
-    list_quarantine,
-    load_checks_file,
-    previous_rows,
-    read_history,
-    record_history,
-    release_quarantine,
-    run_checks,
-    show_quarantine,
-    trends,
-)
-from headwater.quality.checks import RowCountCheck
-from headwater.quality.quarantine import summarize
-from headwater.warehouse import warehouse_from_settings
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from headwater.quality import (
+        BatchTarget,
+        Check,
+        CheckReport,
+        HistoryStore,
+        QuarantineEntry,
+        WarehouseTarget,
+    )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
 
@@ -174,6 +160,19 @@ def check(
 
       headwater check fact_events --history                    # trends, flaky checks
     """
+    from headwater.quality import (
+        BatchTarget,
+        HistoryStore,
+        WarehouseTarget,
+        checks_for_table,
+        load_checks_file,
+        previous_rows,
+        record_history,
+        run_checks,
+    )
+    from headwater.quality.checks import RowCountCheck
+    from headwater.warehouse import warehouse_from_settings
+
     settings = State.settings()
     path = Path(target)
     is_path = path.exists() or any(s in target for s in ("/", "\\")) or path.suffix in (".csv", ".parquet")
@@ -242,6 +241,8 @@ def check(
 
 
 def _show_history(stores: list[HistoryStore], table: str, as_json: bool) -> None:
+    from headwater.quality import read_history, trends
+
     rows = sorted(
         (r for st in stores for r in read_history(st, table=table, limit=1000)),
         key=lambda r: (r["checked_at"], r["check_name"]),
@@ -321,6 +322,9 @@ def quarantine_list(
 
       headwater quarantine list --summary
     """
+    from headwater.quality import EntryState, list_quarantine
+    from headwater.quality.quarantine import summarize
+
     if state not in ("all", *(s.value for s in EntryState)):
         raise UsageError(f"--state {state!r}: expected held, released, dropped or all")
     wanted = None if state == "all" else EntryState(state)
@@ -371,6 +375,8 @@ def quarantine_show(
 
       headwater quarantine show events/q-1a2b3c4d5e6f7a8b --limit 100 --json
     """
+    from headwater.quality import show_quarantine
+
     found, rows = show_quarantine(State.settings(), entry, limit)
     if as_json:
         print_json({**found.to_json(), "sample": rows.to_pylist()})
@@ -397,6 +403,10 @@ def quarantine_show(
 
 
 def _read_replacement(path: Path) -> pa.Table:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
     if not path.is_file():
         raise DataError(f"{path}: not found")
     try:
@@ -427,6 +437,8 @@ def quarantine_release(
 
       headwater quarantine release q-1a2b3c --with fixed.csv --note "timestamps corrected by hand"
     """
+    from headwater.quality import release_quarantine
+
     replacement = _read_replacement(with_file) if with_file else None
     released = release_quarantine(State.settings(), entries, note=note, replacement=replacement)
     if as_json:
@@ -459,6 +471,8 @@ def quarantine_drop(
 
       headwater quarantine drop q-1a2b3c --reason "synthetic test rows" --yes
     """
+    from headwater.quality import drop_quarantine, show_quarantine
+
     if not reason.strip():
         raise UsageError("quarantine drop: give --reason; it is kept in the ledger")
     settings = State.settings()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -14,21 +14,13 @@ from rich.table import Table
 from headwater.cli.app import State
 from headwater.cli.console import ByteProgress, console, err_console, print_json
 from headwater.errors import DataError, HeadwaterError, PreprocessError, StorageError, UsageError
-from headwater.sessions import (
-    PreprocessResult,
-    SessionRecord,
-    SessionStatus,
-    fetch,
-    open_catalog,
-    preprocess_pending,
-    preprocess_session,
-    upload_sessions,
-    watch_sessions,
-)
-from headwater.sessions.model import FIELD_TYPES, FieldType
-from headwater.sessions.upload import UploadOutcome, UploadReport
+from headwater.sessions.model import FIELD_TYPES, FieldType, SessionStatus
 from headwater.storage import VerifyMode
 from headwater.units import format_bytes
+
+if TYPE_CHECKING:
+    from headwater.sessions import SessionRecord
+    from headwater.sessions.upload import UploadOutcome, UploadReport
 
 sessions_app = typer.Typer(
     help="""Recording sessions: checked upload to the write-once raw zone, the metadata catalog, preprocessing
@@ -51,20 +43,27 @@ FilterArg = Annotated[
         help="Filter, e.g. \"fatigue_level >= 3 and hardware_model = 'X200' and recorded_at >= 2021-02-01\"."
     ),
 ]
-OUTCOME_STYLE = {
-    UploadOutcome.UPLOADED: "green",
-    UploadOutcome.ALREADY: "dim",
-    UploadOutcome.QUARANTINED: "yellow",
-    UploadOutcome.FAILED: "red",
-    UploadOutcome.WAITING: "cyan",
-    UploadOutcome.SKIPPED: "dim",
-}
 STATUS_STYLE = {
     SessionStatus.UPLOADED: "cyan",
     SessionStatus.PREPROCESSING: "magenta",
     SessionStatus.READY: "green",
     SessionStatus.FAILED: "red",
 }
+
+
+def _outcome_style(outcome: UploadOutcome) -> str:
+    """The Rich style of an upload outcome (headwater.sessions.upload is imported on use, not at start-up)."""
+    from headwater.sessions.upload import UploadOutcome
+
+    styles = {
+        UploadOutcome.UPLOADED: "green",
+        UploadOutcome.ALREADY: "dim",
+        UploadOutcome.QUARANTINED: "yellow",
+        UploadOutcome.FAILED: "red",
+        UploadOutcome.WAITING: "cyan",
+        UploadOutcome.SKIPPED: "dim",
+    }
+    return styles[outcome]
 
 
 def _upload_json(report: UploadReport) -> dict[str, Any]:
@@ -91,6 +90,8 @@ def _upload_json(report: UploadReport) -> dict[str, Any]:
 
 
 def _print_upload(report: UploadReport) -> None:
+    from headwater.sessions.upload import UploadOutcome
+
     table = Table(title=f"sessions from {report.source}", title_justify="left")
     for col in ("session", "outcome", "files", "size", "note"):
         table.add_column(col, justify="right" if col in ("files", "size") else "left")
@@ -100,7 +101,7 @@ def _print_upload(report: UploadReport) -> None:
             note = f"{note} -> {s.moved_to}"
         table.add_row(
             s.session_id,
-            f"[{OUTCOME_STYLE[s.outcome]}]{s.outcome.value}[/]",
+            f"[{_outcome_style(s.outcome)}]{s.outcome.value}[/]",
             str(s.files or ""),
             format_bytes(s.bytes) if s.bytes else "",
             escape(note),
@@ -119,6 +120,8 @@ def _print_upload(report: UploadReport) -> None:
 
 
 def _upload_error(report: UploadReport) -> HeadwaterError | None:
+    from headwater.sessions.upload import UploadOutcome
+
     quarantined, failed = report.of(UploadOutcome.QUARANTINED), report.of(UploadOutcome.FAILED)
     if failed:
         return StorageError(
@@ -152,6 +155,8 @@ def upload(
       headwater sessions upload lab/
       headwater sessions upload lab/20210301_161221 --verify full --json
     """
+    from headwater.sessions import upload_sessions
+
     settings = State.settings()
     with ByteProgress(enabled=not as_json) as progress:
         report = upload_sessions(settings, source, verify=verify, workers=workers, progress=progress)
@@ -189,6 +194,8 @@ def watch(
       headwater sessions watch /mnt/rig/sessions --quiet-seconds 0 --marker DONE
       headwater sessions watch lab/ --once --json                      # from cron
     """
+    from headwater.sessions import UploadOutcome, watch_sessions
+
     settings = State.settings()
     stop = False
 
@@ -253,6 +260,8 @@ def preprocess(
       headwater sessions preprocess --force 20210301_161221       # again, although ready
       headwater sessions preprocess --session 20210301_161221     # retry a failed one
     """
+    from headwater.sessions import PreprocessResult, preprocess_pending, preprocess_session
+
     settings = State.settings()
     results = []
     explicit = [(s, False) for s in session or []] + [(s, True) for s in force or []]
@@ -331,6 +340,8 @@ def list_command(
       headwater sessions list
       headwater sessions list --status failed --json
     """
+    from headwater.sessions import open_catalog
+
     records = open_catalog(State.settings()).list_sessions(status, limit)
     if as_json:
         print_json([r.to_dict() for r in records])
@@ -349,6 +360,8 @@ def show(
 
       headwater sessions show 20210301_161221
     """
+    from headwater.sessions import open_catalog
+
     catalog = open_catalog(State.settings())
     record = catalog.get(session_id)
     if record is None:
@@ -392,6 +405,8 @@ def query(filter_text: FilterArg, as_json: JsonOpt = False) -> None:
       headwater sessions query "site in ('lab-1', 'lab-2') and not status = 'failed'" --json
       headwater sessions query "room_temperature_c > 22.5 or operator is null"
     """
+    from headwater.sessions import open_catalog
+
     records = open_catalog(State.settings()).query(filter_text)
     if as_json:
         print_json([r.to_dict() | {"processed_uris": r.processed_uris} for r in records])
@@ -415,6 +430,8 @@ def fetch_command(
       headwater sessions fetch "fatigue_level >= 3" --to ~/data/sessions
       headwater sessions fetch "recorded_on = 2021-03-01" --to /scratch/s --json
     """
+    from headwater.sessions import fetch
+
     with ByteProgress(enabled=not as_json) as progress:
         report = fetch(State.settings(), filter_text, to, workers=workers, progress=progress)
     if as_json:
@@ -441,6 +458,8 @@ def fields(as_json: JsonOpt = False) -> None:
 
       headwater sessions fields
     """
+    from headwater.sessions import open_catalog
+
     catalog = open_catalog(State.settings())
     known = catalog.fields()
     history = catalog.history()
@@ -475,6 +494,8 @@ def promote(
 
       headwater sessions promote room_temperature_c --type float
     """
+    from headwater.sessions import open_catalog
+
     if kind not in FIELD_TYPES:
         raise UsageError(f"--type {kind!r}: expected one of {', '.join(FIELD_TYPES)}")
     typed: FieldType = kind

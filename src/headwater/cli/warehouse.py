@@ -16,7 +16,6 @@ from headwater.errors import IntegrityError, UsageError
 from headwater.manifest import Manifest, sha256_file
 from headwater.warehouse import LoadMode, LoadRequest, SchemaChangePolicy, Warehouse, open_warehouse
 from headwater.warehouse import warehouse_from_settings as _from_settings
-from headwater.warehouse.backup import backup_warehouse, restore_warehouse
 
 warehouse_app = typer.Typer(
     help="Load batches into the warehouse (DuckDB file or PostgreSQL) and look inside it.",
@@ -179,6 +178,8 @@ def backup(
     as_json: JsonOpt = False,
 ) -> None:
     """Write every table to Parquet under DEST/snapshot-<time>/ with a manifest (rows, sha256)."""
+    from headwater.warehouse.backup import backup_warehouse
+
     summary = backup_warehouse(_open(), dest)
     _print_summary(summary.folder, summary.tables, summary.bytes, summary.seconds, "backed up", as_json)
 
@@ -188,6 +189,8 @@ def restore(
     as_json: JsonOpt = False,
 ) -> None:
     """Verify a snapshot and recreate its tables in one transaction (tables of the same name are replaced)."""
+    from headwater.warehouse.backup import restore_warehouse
+
     summary = restore_warehouse(_open(), snapshot)
     _print_summary(summary.folder, summary.tables, summary.bytes, summary.seconds, "restored", as_json)
 
