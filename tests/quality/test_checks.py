@@ -68,6 +68,12 @@ CASES: list[tuple[dict[str, Any], set[int] | bool]] = [
     ({"type": "unique", "columns": ["id", "grp"]}, {1, 2}),
     ({"type": "unique", "columns": ["id", "score"], "name": "unique_pass"}, set()),
     ({"type": "accepted_values", "column": "kind", "values": ["a", "b"]}, {2}),
+    # repeated and quoted labels, and string labels against an integer column
+    (
+        {"type": "accepted_values", "column": "kind", "values": ["a", "it's", "a", "c"], "name": "av_q"},
+        {1, 5},
+    ),
+    ({"type": "accepted_values", "column": "grp", "values": ["1"], "name": "av_int"}, {5}),
     ({"type": "range", "column": "score", "min": 0, "max": 100}, {2, 3}),
     (
         {"type": "range", "column": "score", "min": 10, "max": 50, "inclusive": False, "name": "open"},
