@@ -132,6 +132,23 @@ def test_dry_run_writes_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()
 
 
+def test_pull_dry_run_fetches_nothing_and_counts_what_is_there(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    data = write_files(src, SIZES)
+    store = landing_store(tmp_path / "data")
+    push_batch(src, store, write_once=True)
+    out = tmp_path / "out"
+    report = pull_batch(store, out, dry_run=True)
+    assert report.dry_run
+    assert report.count(FileStatus.PLANNED) == len(SIZES)
+    assert not out.exists()
+    (out / "sub").mkdir(parents=True)
+    (out / "sub/c.csv").write_bytes(data["sub/c.csv"])  # already here with the right sha256
+    report = pull_batch(store, out, dry_run=True)
+    assert {o.path for o in report.files if o.status is FileStatus.SKIPPED} == {"sub/c.csv"}
+    assert sorted(p.name for p in out.rglob("*")) == ["c.csv", "sub"]
+
+
 def test_pull_and_verify_round_trip_and_detect_tampering(tmp_path: Path) -> None:
     src = tmp_path / "src"
     data = write_files(src, SIZES)
