@@ -181,6 +181,19 @@ def test_gcs_urls_build_a_gcs_store_without_contacting_it() -> None:
     assert isinstance(store._store, obstore.store.GCSStore)
 
 
+def test_gcs_plain_http_base_url_is_refused_in_one_line_without_retries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOOGLE_BASE_URL", "http://127.0.0.1:9")  # obstore's own variable; never contacted
+    monkeypatch.setenv("GOOGLE_BEARER_TOKEN", "test")
+    write_files(tmp_path / "src", {"x.csv": 10})
+    store = open_store(Location(Scheme.GS, bucket="b", prefix="landing/x"))
+    with pytest.raises(StorageError, match=r"^gs://b/landing/x/x\.csv: .*plain http://") as info:
+        push_batch(tmp_path / "src", store, write_once=True, retry=FAST)
+    assert "\n" not in str(info.value)
+    assert "gave up" not in str(info.value)  # not transient: a refused URL does not fix itself
+
+
 def test_pull_without_manifest_checks_metadata_sha256(
     tmp_path: Path, moto_server: MotoServer, bucket: str
 ) -> None:

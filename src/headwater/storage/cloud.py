@@ -46,6 +46,11 @@ def translate_error(what: str, exc: Exception) -> StorageError:
             f"{what}: the endpoint's TLS certificate is not trusted ({_certificate_reason(text)}); "
             "pass --ca-bundle with the CA that signed it"
         )
+    if "builder error" in text:  # the HTTP client refused the URL before any connection: not transient
+        return StorageError(
+            f"{what}: the request could not be built: a plain http:// URL (refused for gs://) "
+            "or an invalid endpoint URL"
+        )
     kind = TransientStorageError if isinstance(exc, obx.GenericError | OSError) else StorageError
     return kind(f"{what}: {type(exc).__name__}: {first[:300]}")
 
