@@ -157,3 +157,40 @@ def test_odd_identifiers_are_quoted(warehouse: Warehouse) -> None:
     assert [i.name for i in warehouse.tables()] == ['my "table"']
     with pytest.raises(UsageError, match="identifier"):
         warehouse.load(pa.table({"a?": [1]}), LoadRequest("t", "b", LoadMode.APPEND))
+
+
+def test_duplicate_keys_are_refused_in_any_order_and_across_files(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    with pytest.raises(DataError, match=r"key \(id=7\) appears 3 times"):
+        warehouse.load(
+            people([9, 7, 1, 7, 3, 7], list("abcdef")), LoadRequest("p", "d1", primary_key=("id",))
+        )
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    pq.write_table(people([1, 2, 3], ["a", "b", "c"]), a)
+    pq.write_table(people([4, 2], ["d", "e"]), b)
+    with pytest.raises(DataError, match=r"key \(id=2\) appears 2 times"):
+        warehouse.load([a, b], LoadRequest("p", "d2", primary_key=("id",)))
+    assert warehouse.tables() == []
+    # string and compound keys take the SQL check
+    with pytest.raises(DataError, match=r"key \(k='x'\) appears 2 times"):
+        warehouse.load(pa.table({"k": ["x", "y", "x"]}), LoadRequest("s", "d3", primary_key=("k",)))
+    with pytest.raises(DataError, match=r"key \(a=1, b='y'\) appears 2 times"):
+        warehouse.load(
+            pa.table({"a": [1, 1, 1], "b": ["y", "x", "y"]}), LoadRequest("c", "d4", primary_key=("a", "b"))
+        )
+
+
+def test_unsorted_merge_counts_inserts_and_updates(warehouse: Warehouse) -> None:
+    warehouse.load(people([5, 1, 3], ["e", "a", "c"]), LoadRequest("p", "b1", primary_key=("id",)))
+    result = warehouse.load(
+        people([4, 3, 2, 1], ["d", "C", "b", "a"]), LoadRequest("p", "b2", primary_key=("id",))
+    )
+    assert (result.rows_in, result.inserted, result.updated) == (4, 2, 1)
+    assert [r["name"] for r in rows_of(warehouse, "SELECT name FROM p ORDER BY id")] == [
+        "a",
+        "b",
+        "C",
+        "d",
+        "e",
+    ]

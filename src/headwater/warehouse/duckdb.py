@@ -25,7 +25,7 @@ from headwater.warehouse.engine import SqlWarehouse, source_files
 from headwater.warehouse.session import quote, quote_all
 from headwater.warehouse.types import Dialect, SqlType, parse_sql_type
 
-_COUNTED = ("INSERT", "UPDATE", "DELETE")
+_COUNTED = ("INSERT", "UPDATE", "DELETE", "MERGE")
 _LOCK_WORDS = ("lock", "conflicting")
 _names = itertools.count()
 
@@ -39,6 +39,7 @@ class DuckDBSession:
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
+        self._views: dict[str, str] = {}  # staged view -> the registered Arrow table it reads
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         try:
@@ -120,6 +121,30 @@ class DuckDBSession:
             f"INSERT INTO {quote(table)} ({names}) SELECT {names} FROM read_parquet(?, union_by_name = true)",
             [[str(f) for f in files]],
         )
+
+    def stage(
+        self, name: str, source: pa.Table | Path | Sequence[Path], columns: dict[str, SqlType], mutable: bool
+    ) -> int:
+        if mutable or not isinstance(source, pa.Table):
+            self.create_temp(name, columns)
+            return self.copy_into(name, source, columns)
+        # an Arrow batch is read in place (DuckDB scans Arrow memory), not copied into a table first
+        arrow = f"_hw_arrow_{next(_names)}"
+        self.con.register(arrow, source)
+        self._views[name] = arrow
+        cols = ", ".join(
+            f"CAST({quote(n)} AS {t.render(self.dialect)}) AS {quote(n)}" for n, t in columns.items()
+        )
+        self.execute(f"CREATE OR REPLACE TEMP VIEW {quote(name)} AS SELECT {cols} FROM {quote(arrow)}")
+        return int(source.num_rows)
+
+    def unstage(self, name: str) -> None:
+        arrow = self._views.pop(name, None)
+        if arrow is None:
+            self.execute(f"DROP TABLE {quote(name)}")
+            return
+        self.execute(f"DROP VIEW {quote(name)}")
+        self.con.unregister(arrow)
 
     def export_parquet(self, sql: str, columns: dict[str, SqlType], path: Path) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -102,8 +102,7 @@ class SqlWarehouse(ABC):
             progress("plan", 1)
             key, plan = self._prepare_target(s, request, incoming)
             stage = STAGE_PREFIX + request.table[:40]
-            s.create_temp(stage, incoming)
-            rows_in = s.copy_into(stage, source, incoming)
+            rows_in = s.stage(stage, source, incoming, mutable=bool(request.references))
             for ref in request.references:
                 s.execute(
                     f"ALTER TABLE {quote(stage)} ADD COLUMN {quote(ref.column)} {BIGINT.render(self.dialect)}"
@@ -115,9 +114,9 @@ class SqlWarehouse(ABC):
                 s, plan.changes, request.batch_id, started
             ) or audit.schema_version(s, request.table)
             columns = [*plan.load_columns, *(r.column for r in request.references)]
-            counts = self._apply(s, request, stage, columns, key, started)
+            counts = self._apply(s, request, source, stage, plan.load_columns, columns, key, started)
             progress("apply", counts.inserted + counts.updated + counts.deleted)
-            s.execute(f"DROP TABLE {quote(stage)}")
+            s.unstage(stage)
             result = LoadResult(
                 table=request.table,
                 batch_id=request.batch_id,
@@ -177,14 +176,23 @@ class SqlWarehouse(ABC):
         return (dim.natural_key if dim else key), plan
 
     def _apply(
-        self, s: Session, request: LoadRequest, stage: str, columns: list[str], key: tuple[str, ...], now: Any
+        self,
+        s: Session,
+        request: LoadRequest,
+        source: Source,
+        stage: str,
+        types: Mapping[str, SqlType],
+        columns: list[str],
+        key: tuple[str, ...],
+        now: Any,
     ) -> apply.Counts:
         table = request.table
         if request.dimension is not None:
             apply.check_keys(s, table, stage, request.dimension.natural_key)
             return apply.merge_dimension(s, table, stage, columns, request.dimension, now)
         if request.mode is LoadMode.MERGE:
-            apply.check_keys(s, table, stage, key)
+            if not apply.check_source_keys(table, source, key, types):
+                apply.check_keys(s, table, stage, key)
             return apply.merge_rows(s, table, stage, columns, key)
         if request.mode is LoadMode.REPLACE_PARTITION:
             if not request.partition_column:

@@ -25,6 +25,8 @@ from headwater.warehouse.session import quote, quote_all
 from headwater.warehouse.types import Dialect, SqlType, arrow_type_for, parse_sql_type
 
 COPY_BATCH_ROWS = 131_072
+WRITE_TEMP_BUFFERS = "256MB"
+WRITE_WORK_MEM = "256MB"
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=False)
 
 
@@ -140,6 +142,15 @@ class PostgresSession:
             rows += self._copy_batches(table, names, pf.iter_batches(COPY_BATCH_ROWS, columns=names))
         return rows
 
+    def stage(
+        self, name: str, source: pa.Table | Path | Sequence[Path], columns: dict[str, SqlType], mutable: bool
+    ) -> int:
+        self.create_temp(name, columns)
+        return self.copy_into(name, source, columns)
+
+    def unstage(self, name: str) -> None:
+        self.execute(f"DROP TABLE {quote(name)}")
+
     def export_parquet(self, sql: str, columns: dict[str, SqlType], path: Path) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
@@ -189,6 +200,11 @@ class PostgresWarehouse(SqlWarehouse):
             raise WarehouseError(f"postgres: cannot connect ({_translate(exc)}); is the server up?") from exc
         try:
             session = PostgresSession(con)
+            if write:
+                # memory for this connection's load: the staging table stays in local buffers instead of
+                # spilling to temporary files, and the merge's hash join runs in one batch (defaults: 8MB, 4MB)
+                session.execute(f"SET temp_buffers = '{WRITE_TEMP_BUFFERS}'")
+                session.execute(f"SET work_mem = '{WRITE_WORK_MEM}'")
             if write and not self._schema_ready:
                 session.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}")
                 self._schema_ready = True

@@ -69,6 +69,18 @@ class Session(Protocol):
         """Bulk-copy ``source`` (columns matched by name) into existing ``table``; the rows copied."""
         ...
 
+    def stage(
+        self, name: str, source: pa.Table | Path | Sequence[Path], columns: dict[str, SqlType], mutable: bool
+    ) -> int:
+        """Make ``source`` readable as relation ``name`` (columns cast to ``columns``) until ``unstage``;
+        the rows staged. A temporary table when ``mutable`` (the load adds and fills columns); otherwise
+        a backend may read the source in place (a view over the Arrow table) instead of copying it."""
+        ...
+
+    def unstage(self, name: str) -> None:
+        """Drop what ``stage`` made."""
+        ...
+
     def export_parquet(self, sql: str, columns: dict[str, SqlType], path: Path) -> int:
         """Write the result of ``sql`` to a Parquet file; its rows."""
         ...
