@@ -12,6 +12,7 @@ import pytest
 
 from headwater.errors import DataError, UsageError, WarehouseError
 from headwater.warehouse import LoadMode, LoadRequest, Warehouse
+from headwater.warehouse.types import DOUBLE, INTEGER, decimal, sql_type_from_arrow
 from tests.warehouse.conftest import content_hash, people, rows_of
 
 
@@ -194,3 +195,40 @@ def test_unsorted_merge_counts_inserts_and_updates(warehouse: Warehouse) -> None
         "d",
         "e",
     ]
+
+
+def test_values_with_nulls_round_trip_through_every_copy_path(
+    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from headwater.warehouse import pgbinary
+
+    monkeypatch.setattr(pgbinary, "_MAX_TEXT_BYTES", 7)  # many small slices of the binary encoding
+    day, at = dt.date(1999, 12, 31), dt.datetime(1969, 7, 20, 20, 17, 40, 123456)
+    full = pa.table(
+        {
+            "id": pa.array(range(8), pa.int64()),
+            "i8": pa.array([0, None, -128, 127, 1, 2, 3, 4], pa.int8()),
+            "u32": pa.array([0, None, 4_294_967_295, 1, 2, 3, 4, 5], pa.uint32()),
+            "f": [1.5, None, float("inf"), -0.0, 1e300, 2.2250738585072014e-308, 0.1, 3.0],
+            "b": [True, None, False, True, False, True, None, False],
+            "s": ["héllo ☃", None, "", 'a "q", b\nc', "\\N", "x" * 40, "NULL", "z"],
+            "big": pa.array(["big", None, "", "d", "e", "f", "g", "h"], pa.large_string()),
+            "cat": pa.array(["x", None, "y", "x", "y", "x", "y", "x"]).dictionary_encode(),
+            "d": pa.array([day, None, dt.date(2000, 1, 1), dt.date(1970, 1, 1), day, day, day, day]),
+            "ts_us": pa.array([at, None, at, at, at, at, at, at], pa.timestamp("us")),
+            "ts_ms": pa.array(
+                [at.replace(microsecond=123000), None, at, at, at, at, at, at], pa.timestamp("ms")
+            ),
+            "ts_tz": pa.array([at, None, at, at, at, at, at, at], pa.timestamp("us", tz="UTC")),
+            "nothing": pa.nulls(8),
+        }
+    )
+    source = full.slice(1, 6)  # an offset into every buffer
+    # on PostgreSQL all of these go through the binary encoder
+    assert pgbinary.binary_plan(source.schema, [sql_type_from_arrow(f.type) for f in source.schema])
+    warehouse.load(source, LoadRequest("typed", "b", primary_key=("id",)))
+    assert rows_of(warehouse, "SELECT * FROM typed ORDER BY id") == source.to_pylist()
+    # types whose binary form could differ from PostgreSQL's reading of the CSV text go as CSV
+    assert pgbinary.binary_plan(pa.schema([("x", pa.decimal128(5, 2))]), [decimal(5, 2)]) is None
+    assert pgbinary.binary_plan(pa.schema([("x", pa.float32())]), [DOUBLE]) is None
+    assert pgbinary.binary_plan(pa.schema([("x", pa.int64())]), [INTEGER]) is None

@@ -1,6 +1,7 @@
 """The server backend: PostgreSQL through psycopg 3, with COPY for bulk data both ways.
 
-Arrow batches are written as CSV by PyArrow (C++) straight into ``COPY ... FROM STDIN``; backups
+Arrow batches go into ``COPY ... FROM STDIN`` in PostgreSQL's binary format, encoded column by column
+in NumPy (``pgbinary``), or, for column types that encoder leaves out, as CSV written by PyArrow; backups
 read ``COPY ... TO STDOUT`` back through PyArrow's CSV reader with the column types from the catalog.
 Each session is one connection in the configured schema, with UTC as its time zone.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +22,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from headwater.errors import WarehouseError
+from headwater.warehouse import pgbinary
 from headwater.warehouse.engine import SqlWarehouse, source_files
 from headwater.warehouse.session import quote, quote_all
 from headwater.warehouse.types import Dialect, SqlType, arrow_type_for, parse_sql_type
@@ -112,17 +115,33 @@ class PostgresSession:
         cols = ", ".join(f"{quote(n)} {t.render(self.dialect)}" for n, t in columns.items())
         self.execute(f"CREATE TEMP TABLE {quote(name)} ({cols}) ON COMMIT DROP")
 
-    def _copy_batches(self, table: str, names: list[str], batches: Iterator[pa.RecordBatch]) -> int:
+    def _copy_batches(
+        self, table: str, names: list[str], types: list[SqlType], batches: Iterator[pa.RecordBatch]
+    ) -> int:
+        first = next(batches, None)
+        if first is None:
+            return 0
+        plan = pgbinary.binary_plan(first.select(names).schema, types)
         rows = 0
         try:
             with self.cur.copy(
-                f"COPY {quote(table)} ({quote_all(names)}) FROM STDIN (FORMAT csv)".encode()
+                f"COPY {quote(table)} ({quote_all(names)}) FROM STDIN "
+                f"(FORMAT {'csv' if plan is None else 'binary'})".encode()
             ) as cp:
-                for batch in batches:
-                    buf = io.BytesIO()
-                    pacsv.write_csv(_plain(batch.select(names)), buf, _CSV_OPTIONS)
-                    cp.write(buf.getbuffer())
+                if plan is not None:
+                    cp.write(pgbinary.SIGNATURE)
+                for batch in itertools.chain([first], batches):
+                    batch = batch.select(names)
+                    if plan is None:
+                        buf = io.BytesIO()
+                        pacsv.write_csv(_plain(batch), buf, _CSV_OPTIONS)
+                        cp.write(buf.getbuffer())
+                    else:
+                        for chunk in pgbinary.encode(batch, plan):
+                            cp.write(chunk.data)
                     rows += batch.num_rows
+                if plan is not None:
+                    cp.write(pgbinary.TRAILER)
         except psycopg.Error as exc:
             raise _translate(exc) from exc
         return rows
@@ -134,12 +153,14 @@ class PostgresSession:
         if files is None:
             assert isinstance(source, pa.Table)
             names = [n for n in columns if n in source.column_names]
-            return self._copy_batches(table, names, iter(source.to_batches(COPY_BATCH_ROWS)))
+            types = [columns[n] for n in names]
+            return self._copy_batches(table, names, types, iter(source.to_batches(COPY_BATCH_ROWS)))
         rows = 0
         for f in files:
             pf = pq.ParquetFile(f)
             names = [n for n in columns if n in pf.schema_arrow.names]
-            rows += self._copy_batches(table, names, pf.iter_batches(COPY_BATCH_ROWS, columns=names))
+            types = [columns[n] for n in names]
+            rows += self._copy_batches(table, names, types, pf.iter_batches(COPY_BATCH_ROWS, columns=names))
         return rows
 
     def stage(
