@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -232,3 +233,22 @@ def test_values_with_nulls_round_trip_through_every_copy_path(
     assert pgbinary.binary_plan(pa.schema([("x", pa.decimal128(5, 2))]), [decimal(5, 2)]) is None
     assert pgbinary.binary_plan(pa.schema([("x", pa.float32())]), [DOUBLE]) is None
     assert pgbinary.binary_plan(pa.schema([("x", pa.int64())]), [INTEGER]) is None
+
+
+def test_merge_without_a_merge_statement_gives_the_same_result(
+    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Older servers (DuckDB < 1.4, PostgreSQL < 15) merge with UPDATE then INSERT."""
+    from headwater.warehouse import apply
+
+    merge_rows = apply.merge_rows
+
+    def without_merge(session: Any, *args: Any) -> apply.Counts:
+        session.has_merge = False
+        return merge_rows(session, *args)
+
+    monkeypatch.setattr(apply, "merge_rows", without_merge)
+    first = warehouse.load(people([3, 1, 2], ["c", "a", "b"]), LoadRequest("p", "b1", primary_key=("id",)))
+    second = warehouse.load(people([4, 2, 3], ["d", "b", "C"]), LoadRequest("p", "b2", primary_key=("id",)))
+    assert [(r.inserted, r.updated) for r in (first, second)] == [(3, 0), (1, 1)]
+    assert [r["name"] for r in rows_of(warehouse, "SELECT name FROM p ORDER BY id")] == ["a", "b", "C", "d"]

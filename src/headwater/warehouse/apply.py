@@ -109,18 +109,31 @@ def _source_column(source: Source, name: str) -> pa.Array | None:
 def merge_rows(
     session: Session, table: str, stage: str, columns: Sequence[str], key: Sequence[str]
 ) -> Counts:
-    """UPSERT by ``key`` in one MERGE (one join of batch and table): unchanged rows are not touched,
-    so loading the same data again changes nothing. MERGE reports only the total of rows changed;
-    the inserts are the growth of the table, counted before and after inside the transaction (on
-    PostgreSQL the table is locked against other writers first, so the count is this load's own)."""
+    """UPSERT by ``key``: unchanged rows are not touched, so loading the same data again changes nothing.
+
+    One MERGE (one join of batch and table) where the backend has it (DuckDB >= 1.4, PostgreSQL >= 15),
+    else UPDATE then INSERT. MERGE reports only the total of rows changed, so the inserts are the
+    growth of the table, counted before and after inside the transaction (on PostgreSQL the table is
+    first locked against other writers, so the count is this load's own)."""
     values = [c for c in columns if c not in key]
+    sets = ", ".join(f"{quote(c)} = s.{quote(c)}" for c in values)
+    if not session.has_merge:
+        updated = 0
+        if values:
+            updated = session.execute(
+                f"UPDATE {quote(table)} AS t SET {sets} FROM {quote(stage)} AS s "
+                f"WHERE {_key_match(key)} AND ({_differs(values)})"
+            )
+        inserted = session.execute(
+            f"INSERT INTO {quote(table)} ({quote_all(columns)}) SELECT {quote_all(columns, 's.')} "
+            f"FROM {quote(stage)} AS s WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {quote(table)} AS t WHERE {_key_match(key)})"
+        )
+        return Counts(inserted=inserted, updated=updated)
     if session.dialect is Dialect.POSTGRES:
         session.execute(f"LOCK TABLE {quote(table)} IN SHARE ROW EXCLUSIVE MODE")
     before = _count(session, table)
-    matched = ""
-    if values:
-        sets = ", ".join(f"{quote(c)} = s.{quote(c)}" for c in values)
-        matched = f"WHEN MATCHED AND ({_differs(values)}) THEN UPDATE SET {sets} "
+    matched = f"WHEN MATCHED AND ({_differs(values)}) THEN UPDATE SET {sets} " if values else ""
     changed = session.execute(
         f"MERGE INTO {quote(table)} AS t USING {quote(stage)} AS s ON {_key_match(key)} {matched}"
         f"WHEN NOT MATCHED THEN INSERT ({quote_all(columns)}) VALUES ({quote_all(columns, 's.')})"

@@ -34,8 +34,12 @@ def _translate(exc: duckdb.Error) -> WarehouseError:
     return WarehouseError(f"duckdb: {str(exc).strip().splitlines()[0]}")
 
 
+_HAS_MERGE = tuple(int(p) for p in duckdb.__version__.split(".")[:2] if p.isdigit()) >= (1, 4)
+
+
 class DuckDBSession:
     dialect = Dialect.DUCKDB
+    has_merge = _HAS_MERGE
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con

@@ -52,6 +52,7 @@ class PostgresSession:
     def __init__(self, con: psycopg.Connection[Any]) -> None:
         self.con = con
         self.cur = con.cursor()
+        self.has_merge = con.info.server_version >= 150000
 
     def _run(self, sql: str, params: Sequence[Any]) -> None:
         if params:

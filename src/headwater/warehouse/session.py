@@ -36,6 +36,7 @@ class Session(Protocol):
     """One open connection of a backend, inside or outside a transaction."""
 
     dialect: Dialect
+    has_merge: bool  # the backend runs MERGE INTO (DuckDB >= 1.4, PostgreSQL >= 15)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run a statement; the number of rows it changed (-1 when unknown)."""
