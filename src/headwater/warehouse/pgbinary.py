@@ -10,12 +10,12 @@ and per field an int32 length (-1 for NULL) and the value in network byte order,
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from headwater.warehouse.types import SqlType, TypeName
 
@@ -23,8 +23,7 @@ SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER = b"\xff\xff"
 _US_1970_TO_2000 = 946_684_800_000_000  # PostgreSQL counts timestamps from 2000-01-01
 _DAYS_1970_TO_2000 = 10_957
-_MAX_TEXT_BYTES = 8 << 20  # text bytes per encoded slice: bounds the index arrays the scatter needs
-_LEN4 = np.arange(4)
+_EMPTY = pa.scalar(b"", pa.large_binary())
 
 
 @dataclass(frozen=True)
@@ -129,49 +128,60 @@ def binary_plan(schema: pa.Schema, types: Sequence[SqlType]) -> list[Encoder] | 
     return None if any(e is None for e in encoders) else [e for e in encoders if e is not None]
 
 
-def encode(batch: pa.RecordBatch, plan: Sequence[Encoder]) -> Iterator[np.ndarray]:
-    """The rows of ``batch`` as binary COPY tuples (without signature and trailer), in slices that
-    keep the text bytes of each under ``_MAX_TEXT_BYTES``."""
+def encode(batch: pa.RecordBatch, plan: Sequence[Encoder]) -> np.ndarray | None:
+    """The rows of ``batch`` as binary COPY tuples (without signature and trailer); None when empty.
+
+    Fixed-width parts of a row that follow each other (the field count, length words, non-NULL
+    fixed-width values) are laid out side by side in one NumPy block per run; the variable parts (text,
+    and values of columns with NULLs) stay Arrow binary arrays whose NULL rows contribute nothing.
+    Arrow's ``binary_join_element_wise`` then concatenates the parts of every row in C++."""
     n = batch.num_rows
     if n == 0:
-        return
-    fields = [enc(col) for enc, col in zip(plan, batch.columns, strict=True)]
-    text = sum(int(np.maximum(f.lengths, 0).sum()) for f in fields if f.data is not None)
-    slices = max(1, -(-text // _MAX_TEXT_BYTES))
-    bounds = np.linspace(0, n, slices + 1).astype(np.int64)
-    for lo, hi in itertools.pairwise(bounds.tolist()):
-        if hi > lo:
-            yield _encode_rows(fields, lo, hi)
-
-
-def _encode_rows(fields: list[_Field], lo: int, hi: int) -> np.ndarray:
-    n = hi - lo
-    sizes = [4 + np.maximum(f.lengths[lo:hi], 0).astype(np.int64) for f in fields]
-    row_size = 2 + np.sum(sizes, axis=0) if sizes else np.full(n, 2, np.int64)
-    ends = np.cumsum(row_size)
-    starts = ends - row_size
-    out = np.empty(int(ends[-1]), np.uint8)
-    count = np.array([len(fields)], ">i2").view(np.uint8)
-    out[starts], out[starts + 1] = count[0], count[1]
-    pos = starts + 2
-    for f, size in zip(fields, sizes, strict=True):
-        lengths = f.lengths[lo:hi]
-        out[pos[:, None] + _LEN4] = lengths.astype(">i4").view(np.uint8).reshape(n, 4)
-        value_at = pos + 4
+        return None
+    parts: list[pa.Array] = []
+    block: list[np.ndarray] = [
+        np.frombuffer(np.array([batch.num_columns], ">i2").tobytes(), np.uint8)[None, :].repeat(n, 0)
+    ]
+    for enc, column in zip(plan, batch.columns, strict=True):
+        f = enc(column)
+        block.append(f.lengths.astype(">i4").view(np.uint8).reshape(n, 4))
+        if f.fixed is not None and bool((f.lengths >= 0).all()):
+            block.append(f.fixed)
+            continue
+        if f.fixed is None and f.data is None:
+            continue  # all NULL
+        parts.append(_fixed_block(block, n))
+        block = []
         if f.fixed is not None:
-            raw = f.fixed[lo:hi]
-            width = np.arange(raw.shape[1])
-            valid = lengths >= 0
-            if valid.all():
-                out[value_at[:, None] + width] = raw
-            else:
-                out[value_at[valid][:, None] + width] = raw[valid]
-        elif f.offsets is not None and f.data is not None:
-            counts = np.maximum(lengths, 0).astype(np.int64)
-            total = int(counts.sum())
-            if total:
-                within = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-                src = np.repeat(f.offsets[lo:hi], counts) + within
-                out[np.repeat(value_at, counts) + within] = f.data[src]
-        pos = pos + size
-    return out
+            width = f.fixed.shape[1]
+            validity = pa.py_buffer(np.packbits(f.lengths >= 0, bitorder="little"))
+            values = np.ascontiguousarray(f.fixed)
+            parts.append(
+                pa.FixedSizeBinaryArray.from_buffers(
+                    pa.binary(width), n, [validity, pa.py_buffer(values)]
+                ).cast(pa.large_binary())
+            )
+        else:
+            assert f.offsets is not None
+            assert f.data is not None
+            valid = pa.py_buffer(np.packbits(f.lengths >= 0, bitorder="little"))
+            parts.append(
+                pa.LargeBinaryArray.from_buffers(
+                    pa.large_binary(), n, [valid, pa.py_buffer(f.offsets), pa.py_buffer(f.data)]
+                )
+            )
+    if block:
+        if not parts:
+            return np.ascontiguousarray(np.concatenate(block, axis=1)).reshape(-1)
+        parts.append(_fixed_block(block, n))
+    joined = pc.binary_join_element_wise(*parts, _EMPTY, null_handling="skip")
+    offsets = np.frombuffer(joined.buffers()[1], np.int64)
+    return np.frombuffer(joined.buffers()[2], np.uint8)[offsets[joined.offset] : offsets[joined.offset + n]]
+
+
+def _fixed_block(columns: list[np.ndarray], n: int) -> pa.Array:
+    """Byte columns side by side, as a binary array of one row each."""
+    raw = np.ascontiguousarray(np.concatenate(columns, axis=1))
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(raw.shape[1]), n, [None, pa.py_buffer(raw)]).cast(
+        pa.large_binary()
+    )

@@ -138,8 +138,9 @@ class PostgresSession:
                         pacsv.write_csv(_plain(batch), buf, _CSV_OPTIONS)
                         cp.write(buf.getbuffer())
                     else:
-                        for chunk in pgbinary.encode(batch, plan):
-                            cp.write(chunk.data)
+                        rows_data = pgbinary.encode(batch, plan)
+                        if rows_data is not None:
+                            cp.write(rows_data.data)
                     rows += batch.num_rows
                 if plan is not None:
                     cp.write(pgbinary.TRAILER)
