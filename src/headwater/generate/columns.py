@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import sys
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from headwater.generate.strings import concat_rows
 from headwater.generate.vocab import vocabulary
 from headwater.schema import model as m
 from headwater.schema.model import ColumnSpec, ColumnType, TableSpec
@@ -28,6 +30,16 @@ BLOCK_ROWS = 65_536
 
 EPOCH = dt.datetime(1970, 1, 1)
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_PAIR = np.arange(1 << 16)
+_HEX_QUADS = (
+    np.stack([_HEX[_PAIR >> 4 & 15], _HEX[_PAIR & 15], _HEX[_PAIR >> 12], _HEX[_PAIR >> 8 & 15]], axis=1)
+    .astype(np.uint8)
+    .view(np.uint32)
+    .ravel()
+)
+"""Two bytes read as a little-endian uint16 -> their four hex digits, as the uint32 of those ASCII bytes."""
+_DASH, _LOW32 = np.uint64(ord("-")), np.uint64(0xFFFFFFFF)
+_U8, _U16, _U24, _U32, _U40, _U48, _U56 = (np.uint64(k) for k in (8, 16, 24, 32, 40, 48, 56))
 _DIGITS = np.frombuffer(b"0123456789", dtype=np.uint8)
 _UPPER = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", dtype=np.uint8)
 _ALNUM = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", dtype=np.uint8)
@@ -77,6 +89,9 @@ class BlockContext:
     parents: dict[str, ParentTable]
     columns: dict[str, pa.Array] = field(default_factory=dict)
     fk_rows: dict[str, np.ndarray] = field(default_factory=dict)
+    name_rows: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    """For ``full_name`` columns: the first- and last-name vocabulary rows of each value (``email``
+    builds its local part from pre-cleaned vocabularies instead of re-parsing the names)."""
 
     def rng(self, column: str, salt: str = "") -> np.random.Generator:
         entropy = [self.seed & 0xFFFFFFFF, stable_id(self.table), stable_id(column + salt), self.block]
@@ -92,8 +107,7 @@ def fixed_width_strings(chars: np.ndarray) -> pa.Array:
     """An (n, w) uint8 matrix of ASCII bytes as a string array, without a Python loop."""
     n, w = chars.shape
     offsets = np.arange(0, (n + 1) * w, w, dtype=np.int32)
-    data = np.ascontiguousarray(chars).tobytes()
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(chars)))
 
 
 def affine_permutation(index: np.ndarray, space: int, salt: int) -> np.ndarray:
@@ -159,15 +173,52 @@ def _slug(values: pa.Array) -> pa.Array:
     return pc.utf8_trim(dashed, "-")
 
 
-def _sample_vocab(rng: np.random.Generator, kind: str, n: int, zipf_a: float | None = None) -> pa.Array:
-    values, weights = vocabulary(kind)
+_GUIDE_BITS = 16
+
+
+@lru_cache(maxsize=256)
+def _guide(cdf_bytes: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A bucket table for :func:`categorical`: for each of 2**16 equal slices of [0, 1), the
+    answer when the whole slice falls between two cdf steps, and whether it does."""
+    cdf = np.frombuffer(cdf_bytes, dtype=np.float64)
+    edges = np.arange((1 << _GUIDE_BITS) + 1, dtype=np.float64) / (1 << _GUIDE_BITS)
+    lo = np.searchsorted(cdf, edges[:-1], side="right")  # steps <= the slice's start
+    hi = np.searchsorted(cdf, edges[1:], side="left")  # steps < the slice's end
+    return cdf, lo.astype(np.int32), lo != hi
+
+
+def categorical(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(cdf, u, side="right").clip(0, len(cdf) - 1)`` for ``u`` in [0, 1), exactly,
+    but through a cached bucket table (binary search only where a cdf step falls inside a bucket):
+    several times faster for the random, unsorted ``u`` of a block."""
+    table, first, ambiguous = _guide(np.ascontiguousarray(cdf, dtype=np.float64).tobytes())
+    bucket = (u * (1 << _GUIDE_BITS)).astype(np.intp)
+    idx = first[bucket].astype(np.int64)
+    odd = np.flatnonzero(ambiguous[bucket])
+    if len(odd):
+        idx[odd] = np.searchsorted(table, u[odd], side="right")
+    return np.asarray(idx.clip(0, len(cdf) - 1))
+
+
+@cache
+def _vocab_cdf(kind: str) -> np.ndarray | None:
+    weights = vocabulary(kind)[1]
+    return None if weights is None else np.cumsum(weights)
+
+
+def _vocab_index(rng: np.random.Generator, kind: str, n: int, zipf_a: float | None = None) -> np.ndarray:
+    """Rows of vocabulary ``kind`` for ``n`` values: zipf-skewed, weighted or uniform."""
+    values = vocabulary(kind)[0]
+    cdf = _vocab_cdf(kind)
     if zipf_a is not None:
-        idx = affine_permutation(zipf_ranks(rng, zipf_a, len(values), n), len(values), stable_id(kind))
-    elif weights is not None:
-        idx = np.searchsorted(np.cumsum(weights), rng.random(n), side="right").clip(0, len(values) - 1)
-    else:
-        idx = rng.integers(0, len(values), n)
-    return values.take(pa.array(idx))
+        return affine_permutation(zipf_ranks(rng, zipf_a, len(values), n), len(values), stable_id(kind))
+    if cdf is not None:
+        return categorical(cdf, rng.random(n))
+    return rng.integers(0, len(values), n)
+
+
+def _sample_vocab(rng: np.random.Generator, kind: str, n: int, zipf_a: float | None = None) -> pa.Array:
+    return vocabulary(kind)[0].take(pa.array(_vocab_index(rng, kind, n, zipf_a)))
 
 
 # ------------------------------------------------------------------------------------------ generators
@@ -217,9 +268,7 @@ def gen_choice(g: m.ChoiceGen, col: ColumnSpec, ctx: BlockContext, name: str) ->
         idx = rng.integers(0, len(values), ctx.n)
     else:
         w = np.asarray(g.weights, dtype=np.float64)
-        idx = np.searchsorted(np.cumsum(w / w.sum()), rng.random(ctx.n), side="right").clip(
-            0, len(values) - 1
-        )
+        idx = categorical(np.cumsum(w / w.sum()), rng.random(ctx.n))
     return values.take(pa.array(idx))
 
 
@@ -280,25 +329,56 @@ def gen_pattern(g: m.PatternGen, col: ColumnSpec, ctx: BlockContext, name: str) 
     return fixed_width_strings(chars)
 
 
+def uuid_text(raw: np.ndarray) -> np.ndarray:
+    """(n, 16) uint8 UUID bytes as an (n, 36) uint8 matrix of their canonical text (lower-case
+    hex, dashes after characters 8, 12, 16 and 20)."""
+    n = len(raw)
+    if sys.byteorder != "little":  # pragma: no cover - the arithmetic below assumes little-endian
+        return _uuid_text_bytewise(raw)
+    # each pair of bytes as its four hex digits: (n, 4) words of 8 digits (bytes 0-3, 4-7, 8-11, 12-15)
+    h = _HEX_QUADS[np.ascontiguousarray(raw).view(np.uint16)].view(np.uint64)
+    out = np.empty(n * 36 + 4, dtype=np.uint8)  # 4 spare bytes: the last 8-byte store ends there
+
+    def field(offset: int, dtype: type[np.unsignedinteger]) -> np.ndarray:
+        return np.ndarray((n,), dtype=dtype, buffer=out, offset=offset, strides=(36,))
+
+    a, c = h[:, 1], h[:, 2]
+    field(0, np.uint64)[:] = h[:, 0]
+    # characters 8-15 are "-" a0 a1 a2 a3 "-" a4 a5; 16-23 are a6 a7 "-" c0 c1 c2 c3 "-"
+    field(8, np.uint64)[:] = _DASH | (a & _LOW32) << _U8 | _DASH << _U40 | (a >> _U32) << _U48
+    field(16, np.uint64)[:] = a >> _U48 | _DASH << _U16 | (c & _LOW32) << _U24 | _DASH << _U56
+    field(24, np.uint32)[:] = (c >> _U32).astype(np.uint32)
+    field(28, np.uint64)[:] = h[:, 3]
+    return out[: n * 36].reshape(n, 36)
+
+
+def _uuid_text_bytewise(raw: np.ndarray) -> np.ndarray:
+    n = len(raw)
+    hexed = np.empty((n, 32), dtype=np.uint8)
+    hexed[:, 0::2] = _HEX[raw >> 4]
+    hexed[:, 1::2] = _HEX[raw & 0x0F]
+    chars = np.full((n, 36), ord("-"), dtype=np.uint8)
+    for dst, src, width in ((0, 0, 8), (9, 8, 4), (14, 12, 4), (19, 16, 4), (24, 20, 12)):
+        chars[:, dst : dst + width] = hexed[:, src : src + width]
+    return chars
+
+
 def gen_uuid(g: m.UuidGen, col: ColumnSpec, ctx: BlockContext, name: str) -> pa.Array:
     raw = np.frombuffer(ctx.rng(name).bytes(16 * ctx.n), dtype=np.uint8).reshape(ctx.n, 16).copy()
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
-    hexed = np.empty((ctx.n, 32), dtype=np.uint8)
-    hexed[:, 0::2] = _HEX[raw >> 4]
-    hexed[:, 1::2] = _HEX[raw & 0x0F]
-    chars = np.full((ctx.n, 36), ord("-"), dtype=np.uint8)
-    for dst, src, width in ((0, 0, 8), (9, 8, 4), (14, 12, 4), (19, 16, 4), (24, 20, 12)):
-        chars[:, dst : dst + width] = hexed[:, src : src + width]
-    return fixed_width_strings(chars)
+    return fixed_width_strings(uuid_text(raw))
 
 
 def gen_vocab(g: m.VocabGen, col: ColumnSpec, ctx: BlockContext, name: str) -> pa.Array:
     rng = ctx.rng(name)
     if g.generator == "full_name":
-        first = _sample_vocab(rng, "first_name", ctx.n)
-        last = _sample_vocab(rng, "last_name", ctx.n, g.zipf_a)
-        return pc.binary_join_element_wise(first, last, " ")
+        first = _vocab_index(rng, "first_name", ctx.n)
+        last = _vocab_index(rng, "last_name", ctx.n, g.zipf_a)
+        ctx.name_rows[name] = (first, last)
+        return concat_rows(
+            [(vocabulary("first_name")[0], first), " ", (vocabulary("last_name")[0], last)], ctx.n
+        )
     if g.generator == "company":
         a = _sample_vocab(rng, "last_name", ctx.n, g.zipf_a)
         b = _sample_vocab(rng, "last_name", ctx.n)
@@ -310,14 +390,55 @@ def gen_vocab(g: m.VocabGen, col: ColumnSpec, ctx: BlockContext, name: str) -> p
     return _sample_vocab(rng, g.generator, ctx.n, g.zipf_a)
 
 
+def _email_local(base: pa.Array) -> pa.Array:
+    """An e-mail local part from lower-case text: whitespace runs to dots, other characters dropped."""
+    return pc.replace_substring_regex(pc.replace_substring_regex(base, r"\s+", "."), r"[^a-z0-9.]", "")
+
+
+@cache
+def _email_parts() -> tuple[pa.Array, pa.Array, pa.Array, pa.Array] | None:
+    """Pre-cleaned vocabularies for e-mails of ``full_name`` values: first names with their dot,
+    last names, the optional number (``""``, ``"1"`` .. ``"999"``) and ``@domain``. None when a
+    name starts or ends with whitespace, where cleaning the parts apart would differ from
+    cleaning the whole name."""
+    first, last = vocabulary("first_name")[0], vocabulary("last_name")[0]
+    for values in (first, last):
+        if pc.any(pc.match_substring_regex(values, r"^\s|\s$")).as_py():
+            return None
+    return (
+        pc.binary_join_element_wise(_email_local(pc.utf8_lower(first)), ".", ""),
+        _email_local(pc.utf8_lower(last)),
+        pa.array([""] + [str(i) for i in range(1, 1000)], pa.string()),
+        pc.binary_join_element_wise("@", vocabulary("domain")[0], ""),
+    )
+
+
+def warm_caches() -> None:
+    """Load the vocabularies and the tables derived from them (done once, before workers fork)."""
+    for kind in ("first_name", "last_name", "country", "word", "company_suffix", "city", "domain"):
+        cdf = _vocab_cdf(kind)
+        if cdf is not None:
+            categorical(cdf, np.zeros(1))
+    _email_parts()
+
+
 def gen_email(g: m.EmailGen, col: ColumnSpec, ctx: BlockContext, name: str) -> pa.Array:
     rng = ctx.rng(name)
+    parts = _email_parts() if g.from_ in ctx.name_rows else None
+    if parts is not None and g.from_ is not None and ctx.columns[g.from_].null_count == 0:
+        # the same text as the general path below, assembled from cleaned vocabulary parts
+        first, last = ctx.name_rows[g.from_]
+        number = rng.integers(1, 1000, ctx.n)
+        number = np.where(rng.random(ctx.n) < 0.5, number, 0)
+        domain = _vocab_index(rng, "domain", ctx.n)
+        firsts, lasts, numbers, domains = parts
+        return concat_rows([(firsts, first), (lasts, last), (numbers, number), (domains, domain)], ctx.n)
     if g.from_:
         base = pc.utf8_lower(_strings(ctx.columns[g.from_]))
     else:
         first = _sample_vocab(rng, "first_name", ctx.n)
         base = pc.utf8_lower(pc.binary_join_element_wise(first, _sample_vocab(rng, "last_name", ctx.n), " "))
-    local = pc.replace_substring_regex(pc.replace_substring_regex(base, r"\s+", "."), r"[^a-z0-9.]", "")
+    local = _email_local(base)
     number = rng.integers(1, 1000, ctx.n)
     suffix = pc.if_else(pa.array(rng.random(ctx.n) < 0.5), pc.cast(pa.array(number), pa.string()), "")
     return pc.binary_join_element_wise(local, suffix, "@", _sample_vocab(rng, "domain", ctx.n), "")
@@ -394,14 +515,10 @@ def gen_timestamp(g: m.TimestampGen, col: ColumnSpec, ctx: BlockContext, name: s
         day_w = np.ones(len(days))
         if season.weekly:
             day_w = np.asarray(season.weekly, dtype=np.float64)[(days + 3) % 7]  # 1970-01-01 was a Thursday
-        day = days[
-            np.searchsorted(np.cumsum(day_w / day_w.sum()), rng.random(ctx.n), side="right").clip(
-                0, len(days) - 1
-            )
-        ]
+        day = days[categorical(np.cumsum(day_w / day_w.sum()), rng.random(ctx.n))]
         if season.daily:
             hw = np.asarray(season.daily, dtype=np.float64)
-            hour = np.searchsorted(np.cumsum(hw / hw.sum()), rng.random(ctx.n), side="right").clip(0, 23)
+            hour = categorical(np.cumsum(hw / hw.sum()), rng.random(ctx.n))
         else:
             hour = rng.integers(0, 24, ctx.n)
         secs = (day * 86400 + hour * 3600 + rng.integers(0, 3600, ctx.n)).clip(lo, hi - 1)

@@ -4,14 +4,20 @@ as Arrow for Parquet."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import mmap
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from headwater.errors import SchemaError
 from headwater.generate.block import RAGGED_COLUMN, Block, Defect
+from headwater.generate.strings import concat_rows
 
 _NEWLINE = 10
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=False)
@@ -23,9 +29,11 @@ class Piece:
 
     key: int | None
     rows: np.ndarray
-    csv: bytes | None = None
+    csv: bytes | memoryview | None = None
     row_ends: np.ndarray | None = None
     table: pa.Table | None = None
+    spill: str | None = None
+    """A file holding ``csv`` while the piece travels from a worker to the writing process."""
 
 
 @dataclass
@@ -47,18 +55,96 @@ def csv_header(schema: pa.Schema) -> bytes:
     return bytes(sink.getvalue().to_pybytes())
 
 
+def _is_plain(t: pa.DataType) -> bool:
+    """Types whose CSV text is their cast to string, unquoted (as pyarrow's CSV writer does)."""
+    return (
+        pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_decimal(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_date32(t)
+        or (pa.types.is_timestamp(t) and t.tz is None)
+    )
+
+
+def _value_bytes(values: pa.Array) -> tuple[bytes, np.ndarray]:
+    """The bytes of a string array's values, back to back, and the offset just past each value."""
+    width = np.int64 if pa.types.is_large_string(values.type) else np.int32
+    offsets = np.frombuffer(
+        values.buffers()[1], dtype=width, count=len(values) + 1, offset=values.offset * width().itemsize
+    )
+    first, last = int(offsets[0]), int(offsets[-1])
+    data = values.buffers()[2]
+    text = b"" if data is None or last == first else data.slice(first, last - first).to_pybytes()
+    return text, offsets[1:].astype(np.int64) - first
+
+
+def csv_lines(batch: pa.RecordBatch | pa.Table) -> pa.Array | None:
+    """Each row as its CSV line, newline included, byte for byte what pyarrow's CSV writer writes
+    (``quoting_style="needed"``: strings quoted with inner quotes doubled, nulls empty, other
+    values cast to text), in one string array whose data buffer is the CSV text and whose offsets
+    are the row ends. One vectorised join per row instead of the writer's per-column passes; None
+    when a column type is not covered (the caller then uses the writer)."""
+    parts: list[pa.Array | str] = []
+    literal = ""  # text before the next value: separators and opening quotes
+    wide = sum(c.nbytes for c in batch.columns) + batch.num_rows * 3 * batch.num_columns >= 1 << 31
+    for name, values in zip(batch.schema.names, batch.columns, strict=True):
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        t = values.type
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            scanned = _value_bytes(values)[0]
+            if b"\n" in scanned:
+                raise SchemaError(
+                    f"generated values of column {name!r} contain line breaks; "
+                    "remove newlines from choice values and templates"
+                )
+            if b'"' in scanned:
+                values = pc.replace_substring(values, '"', '""')
+            if wide:
+                values = values.cast(pa.large_string())
+            if values.null_count:
+                quoted = pc.binary_join_element_wise('"', values, '"', "")
+                parts += [literal, pc.fill_null(quoted, "")]
+                literal = ","
+            else:
+                parts += [literal + '"', values]
+                literal = '",'
+        elif _is_plain(t):
+            text = pc.cast(values, pa.large_string() if wide else pa.string())
+            if text.null_count:
+                text = pc.fill_null(text, "")
+            parts += [literal, text]
+            literal = ","
+        else:
+            return None
+    parts.append(literal[:-1] + "\n")
+    args = [p for p in parts if not isinstance(p, str) or p]
+    if not any(isinstance(p, pa.Array) for p in args):
+        return None  # no columns
+    return concat_rows(args, batch.num_rows)
+
+
 def encode_csv(table: pa.Table, ragged: np.ndarray, rng: np.random.Generator) -> tuple[bytes, np.ndarray]:
     """CSV text of ``table`` (no header) and the byte offset just past each row's newline.
     Rows listed in ``ragged`` get one field too many or too few."""
-    sink = pa.BufferOutputStream()
-    pacsv.write_csv(table, sink, _CSV_OPTIONS)
-    data = sink.getvalue().to_pybytes()
-    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == _NEWLINE) + 1
-    if len(ends) != table.num_rows:
-        raise SchemaError(
-            f"generated values contain line breaks ({len(ends)} lines for {table.num_rows} rows); "
-            "remove newlines from choice values and templates"
-        )
+    lines = csv_lines(table)
+    if lines is not None:
+        data, ends = _value_bytes(lines)
+    else:
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(table, sink, _CSV_OPTIONS)
+        data = sink.getvalue().to_pybytes()
+        ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == _NEWLINE) + 1
+        if len(ends) != table.num_rows:
+            raise SchemaError(
+                f"generated values contain line breaks ({len(ends)} lines for {table.num_rows} rows); "
+                "remove newlines from choice values and templates"
+            )
+    return _make_ragged(data, ends, ragged)
+
+
+def _make_ragged(data: bytes, ends: np.ndarray, ragged: np.ndarray) -> tuple[bytes, np.ndarray]:
     if len(ragged) == 0:
         return data, ends
     parts: list[bytes] = []
@@ -92,6 +178,34 @@ def split_by_partition(keys: np.ndarray | None, rows: int) -> list[tuple[int | N
     ]
 
 
+def _join_lines(lines: list[pa.Array]) -> tuple[bytes, np.ndarray]:
+    """The text and row ends of several ``csv_lines`` arrays, one after the other (one copy)."""
+    if len(lines) == 1:
+        return _value_bytes(lines[0])
+    views: list[pa.Buffer] = []
+    ends: list[np.ndarray] = []
+    base = 0
+    for x in lines:
+        width = np.int64 if pa.types.is_large_string(x.type) else np.int32
+        offsets = np.frombuffer(
+            x.buffers()[1], dtype=width, count=len(x) + 1, offset=x.offset * width().itemsize
+        )
+        first, last = int(offsets[0]), int(offsets[-1])
+        data = x.buffers()[2]
+        if data is not None and last > first:
+            views.append(data.slice(first, last - first))
+        ends.append(offsets[1:].astype(np.int64) + (base - first))
+        base += last - first
+    return b"".join(views), np.concatenate(ends)
+
+
+def _concat_lines(lines: list[pa.Array | None]) -> pa.Array:
+    arrays = [x for x in lines if x is not None]
+    if sum(x.nbytes for x in arrays) >= 1 << 31:
+        arrays = [x.cast(pa.large_string()) for x in arrays]
+    return arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
+
+
 def encode_chunk(
     name: str,
     index: int,
@@ -110,13 +224,23 @@ def encode_chunk(
             aggregates[agg_key] = (s, c) if old is None else (old[0] + s, old[1] + c)
     pieces: list[Piece] = []
     if fmt == "csv":
-        table = pa.Table.from_batches([b.batch for b in blocks])
         parts = [b.partition_keys for b in blocks if b.partition_keys is not None]
         keys = np.concatenate(parts) if parts else None
         ragged = np.asarray(sorted(r for r, _, k in defects if k is Defect.RAGGED_ROW), dtype=np.int64)
-        for key, rows in split_by_partition(keys, table.num_rows):
+        total = int(offsets[-1])
+        lines = [csv_lines(b.batch) for b in blocks]
+        table: pa.Table | None = None
+        for key, rows in split_by_partition(keys, total):
             local = np.flatnonzero(np.isin(rows, ragged)) if len(ragged) else ragged
-            data, ends = encode_csv(table.take(pa.array(rows)), local, rng)
+            if all(x is not None for x in lines):
+                if len(rows) == total:  # every row, in order: the blocks' lines back to back
+                    data, ends = _join_lines([x for x in lines if x is not None])
+                else:
+                    data, ends = _value_bytes(_concat_lines(lines).take(pa.array(rows)))
+                data, ends = _make_ragged(data, ends, local)
+            else:
+                table = table or pa.Table.from_batches([b.batch for b in blocks])
+                data, ends = encode_csv(table.take(pa.array(rows)), local, rng)
             pieces.append(Piece(key=key, rows=rows, csv=data, row_ends=ends))
     else:
         for i, b in enumerate(blocks):
@@ -128,3 +252,50 @@ def encode_chunk(
         clean = {col: pa.concat_arrays([b.clean[col] for b in blocks]) for col in blocks[0].clean}
     defects = [(r, RAGGED_COLUMN if k is Defect.RAGGED_ROW else c, k) for r, c, k in defects]
     return ChunkResult(name, index, int(offsets[-1]), pieces, defects, aggregates, clean)
+
+
+# ------------------------------------------------------------------------------------------ hand-off
+_spilled = itertools.count()
+
+
+def spill(result: ChunkResult, folder: str) -> ChunkResult:
+    """Move the CSV text of ``result`` into files under ``folder`` (a RAM-backed temporary folder),
+    so that a worker hands a chunk to the writing process as a path instead of pickling tens of
+    megabytes through a pipe (which cost the writing process more CPU than hashing and writing
+    them). A piece whose file cannot be written (e.g. the folder is full) keeps its bytes."""
+    for piece in result.pieces:
+        if piece.csv is None or len(piece.csv) == 0:
+            continue
+        path = os.path.join(folder, f"{os.getpid()}-{next(_spilled)}.csv")
+        try:
+            with open(path, "xb") as fh:
+                fh.write(piece.csv)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            continue
+        piece.csv, piece.spill = None, path
+    return result
+
+
+def unspill(piece: Piece) -> None:
+    """Map a spilled piece's file back as its ``csv`` (no copy) and remove the file's name."""
+    if piece.spill is None:
+        return
+    with open(piece.spill, "rb") as fh:
+        piece.csv = memoryview(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
+    os.unlink(piece.spill)
+    piece.spill = None
+
+
+def release(piece: Piece) -> None:
+    """Unmap what :func:`unspill` mapped (or remove a spilled file never read)."""
+    if piece.spill is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(piece.spill)
+        piece.spill = None
+    if isinstance(piece.csv, memoryview) and isinstance(piece.csv.obj, mmap.mmap):
+        mapped = piece.csv.obj
+        piece.csv.release()
+        mapped.close()
+        piece.csv = None

@@ -12,6 +12,10 @@ import csv
 import io
 import math
 import multiprocessing
+import os
+import shutil
+import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -27,7 +31,15 @@ from headwater import __version__
 from headwater.errors import SchemaError, UsageError
 from headwater.generate.block import AggregateTarget, Block, build_block, output_schema
 from headwater.generate.columns import BLOCK_ROWS, ParentTable, arrow_type, pattern_space
-from headwater.generate.encode import ChunkResult, Piece, csv_header, encode_chunk
+from headwater.generate.encode import (
+    ChunkResult,
+    Piece,
+    csv_header,
+    encode_chunk,
+    release,
+    spill,
+    unspill,
+)
 from headwater.generate.sinks import Segment, TableSink
 from headwater.manifest import MANIFEST_NAME, FileRecord, Manifest, write_atomic
 from headwater.progress import Progress, no_progress
@@ -175,12 +187,15 @@ def _make_blocks(
     return blocks
 
 
-def _run_chunk(table: str, index: int, total: int | None, plan: _Plan | None = None) -> ChunkResult:
+def _run_chunk(
+    table: str, index: int, total: int | None, plan: _Plan | None = None, spill_dir: str | None = None
+) -> ChunkResult:
     plan = plan or _WORKER_PLAN
     assert plan is not None
     first = index * plan.blocks_per_chunk
     blocks = _make_blocks(plan, table, first, first + plan.blocks_per_chunk, total)
-    return encode_chunk(table, index, blocks, plan.fmt, np.random.default_rng(0), keep_clean=False)
+    result = encode_chunk(table, index, blocks, plan.fmt, np.random.default_rng(0), keep_clean=False)
+    return result if spill_dir is None else spill(result, spill_dir)
 
 
 # ------------------------------------------------------------------------------------------ engine
@@ -196,6 +211,15 @@ class _Writer:
         self.aggregates: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
 
     def feed(self, result: ChunkResult) -> None:
+        try:
+            for piece in result.pieces:
+                unspill(piece)
+            self._feed(result)
+        finally:
+            for piece in result.pieces:
+                release(piece)
+
+    def _feed(self, result: ChunkResult) -> None:
         take = self._cut(result) if self.size is not None else None
         where: dict[int, tuple[Piece, list[Segment]]] = {}
         for piece in result.pieces:
@@ -347,6 +371,7 @@ def generate(
         streamed = [t for t in order if t not in referenced]
         if streamed:
             pool = _pool(options.workers, plan)
+            spill_dir = _spill_dir() if pool is not None and options.fmt == "csv" else None
             try:
                 for name in streamed:
                     spec = schema.tables[name]
@@ -357,7 +382,7 @@ def generate(
                         name,
                         rows[name],
                     )
-                    for result in _chunks(pool, plan, name, rows[name], options.workers):
+                    for result in _chunks(pool, plan, name, rows[name], options.workers, spill_dir):
                         writer.feed(result)
                         if writer.done:
                             break
@@ -365,6 +390,8 @@ def generate(
             finally:
                 if pool is not None:
                     pool.shutdown(cancel_futures=True)
+                if spill_dir is not None:
+                    shutil.rmtree(spill_dir, ignore_errors=True)
         # 3. tables with aggregates over their children, now that the children exist
         for name, blocks in deferred.items():
             spec = schema.tables[name]
@@ -446,16 +473,46 @@ def _fill_aggregates(
 def _pool(workers: int, plan: _Plan) -> ProcessPoolExecutor | None:
     if workers <= 1:
         return None
-    ctx = multiprocessing.get_context("spawn")
+    # a fork server that has imported the engine once forks each worker in milliseconds (spawn
+    # would import NumPy, PyArrow and pandas in every worker; plain fork is unsafe with threads)
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["headwater.generate._warm"])
     return ProcessPoolExecutor(
         max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(plan,)
     )
 
 
+def _spill_dir() -> str:
+    """A private temporary folder for chunks on their way from the workers: in RAM (/dev/shm)
+    where there is one, else in the system's temporary folder. Removed when the table is done."""
+    shm = Path("/dev/shm")
+    ram = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    return tempfile.mkdtemp(prefix="headwater-chunks-", dir=ram)
+
+
+def _ready() -> None:
+    """A no-op task: its result means a worker process is up."""
+
+
+def _start_workers(pool: ProcessPoolExecutor, workers: int) -> None:
+    try:
+        for future in [pool.submit(_ready) for _ in range(workers)]:
+            future.result()
+    except Exception:  # shut down meanwhile, or broken: the chunks' own futures report it
+        return
+
+
 def _chunks(
-    pool: ProcessPoolExecutor | None, plan: _Plan, name: str, total: int | None, workers: int
+    pool: ProcessPoolExecutor | None,
+    plan: _Plan,
+    name: str,
+    total: int | None,
+    workers: int,
+    spill_dir: str | None = None,
 ) -> Iterator[ChunkResult]:
-    """Chunk results in order; with a pool, a bounded window of chunks is in flight."""
+    """Chunk results in order. With a pool, this process makes the first chunks itself while the
+    workers start (in a thread: starting them blocks until the fork server is up), then keeps a
+    bounded window of chunks in flight in the workers."""
     chunk_rows = plan.blocks_per_chunk * BLOCK_ROWS
     count = None if total is None else math.ceil(total / chunk_rows)
     indices = iter(range(count)) if count is not None else _forever()
@@ -463,9 +520,17 @@ def _chunks(
         for i in indices:
             yield _run_chunk(name, i, total, plan)
         return
+    starting = threading.Thread(target=_start_workers, args=(pool, workers), daemon=True)
+    starting.start()
+    while starting.is_alive():
+        local = next(indices, None)
+        if local is None:
+            return
+        yield _run_chunk(name, local, total, plan)
+    starting.join()
     window: deque[Future[ChunkResult]] = deque()
     for i in indices:
-        window.append(pool.submit(_run_chunk, name, i, total))
+        window.append(pool.submit(_run_chunk, name, i, total, None, spill_dir))
         if len(window) >= 2 * workers:
             yield window.popleft().result()
     while window:

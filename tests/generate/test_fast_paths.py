@@ -1,0 +1,172 @@
+"""The engine's fast paths give exactly what the plain PyArrow/NumPy operations they replace give."""
+
+from __future__ import annotations
+
+import decimal
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pytest
+
+from headwater.errors import SchemaError
+from headwater.generate import GenerateOptions, generate
+from headwater.generate.columns import (
+    BlockContext,
+    _email_local,
+    _email_parts,
+    _uuid_text_bytewise,
+    categorical,
+    generate_column,
+    uuid_text,
+)
+from headwater.generate.encode import ChunkResult, Piece, csv_lines, encode_csv, release, spill, unspill
+from headwater.generate.strings import concat_rows
+from headwater.generate.vocab import vocabulary
+from headwater.schema import load_schema_text
+
+
+def writer_csv(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False))
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def tricky_table(n: int = 3000, seed: int = 1) -> pa.Table:
+    rng = np.random.default_rng(seed)
+
+    def mask() -> np.ndarray:
+        return rng.random(n) < 0.2
+
+    texts = np.array(["a", 'b"c', "", "x,y", "O'Neil", "é ü", '""', " sp ", "tab\there"], dtype=object)
+    floats = np.concatenate([[np.nan, np.inf, -np.inf, 1e20, 1e-7, 0.1, -0.0], rng.normal(0, 1e6, n - 7)])
+    return pa.table(
+        {
+            "i": pa.array(rng.integers(-(10**12), 10**12, n), mask=mask()),
+            "f": pa.array(floats, mask=mask()),
+            "d": pa.array([decimal.Decimal(f"{x:.2f}") for x in rng.normal(0, 1e4, n)], pa.decimal128(12, 2)),
+            "b": pa.array(rng.random(n) < 0.5, mask=mask()),
+            "day": pa.array(rng.integers(-1000, 30000, n).astype(np.int32), pa.date32()),
+            "ts": pa.array(rng.integers(-(10**9), 4 * 10**9, n), pa.timestamp("s"), mask=mask()),
+            "s": pa.array(texts[rng.integers(0, len(texts), n)].tolist(), mask=mask()),
+            "t": pa.array(texts[rng.integers(0, len(texts), n)].tolist()),
+        }
+    )
+
+
+def test_csv_lines_are_the_pyarrow_writer_bytes() -> None:
+    table = tricky_table()
+    names = table.column_names
+    for k in range(1, len(names) + 1):
+        for cols in (names[:k], names[-k:]):
+            sub = table.select(cols)
+            lines = csv_lines(sub.combine_chunks().to_batches()[0])
+            assert lines is not None
+            assert "".join(lines.to_pylist()).encode() == writer_csv(sub)
+            data, ends = encode_csv(sub, np.zeros(0, dtype=np.int64), np.random.default_rng(0))
+            assert data == writer_csv(sub)
+            assert ends.tolist() == [i + 1 for i, c in enumerate(data) if c == 10]
+
+
+def test_csv_lines_refuse_line_breaks() -> None:
+    with pytest.raises(SchemaError, match="line breaks"):
+        csv_lines(pa.record_batch({"s": pa.array(["ok", "two\nlines"])}))
+
+
+def test_categorical_is_searchsorted() -> None:
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 8, 24, 690, 5000):
+        weights = rng.random(n) ** 3
+        weights[rng.random(n) < 0.3] = 0
+        weights[0] = 1
+        cdf = np.cumsum(weights / weights.sum())
+        u = np.concatenate([rng.random(100_000), cdf[cdf < 1], np.nextafter(cdf[cdf < 1], 0), [0.0]])
+        expected = np.searchsorted(cdf, u, side="right").clip(0, n - 1)
+        assert (categorical(cdf, u) == expected).all()
+
+
+def test_uuid_text_is_the_canonical_form() -> None:
+    raw = np.frombuffer(np.random.default_rng(3).bytes(16 * 5000), dtype=np.uint8).reshape(5000, 16)
+    text = uuid_text(raw)
+    assert [bytes(row).decode() for row in text] == [str(uuid.UUID(bytes=r.tobytes())) for r in raw]
+    assert (text == _uuid_text_bytewise(raw)).all()
+
+
+def test_concat_rows_is_binary_join_element_wise() -> None:
+    rng = np.random.default_rng(2)
+    vocab = pa.array(["", "a", "bb", "ccc", "dé"])
+    other = pa.array([f"x{i}" for i in range(50)])
+    rows = rng.integers(0, len(vocab), 1000)
+    expected = pc.binary_join_element_wise(
+        vocab.take(pa.array(rows)), "-", other.take(pa.array(rows * 7 % 50)), "!", ""
+    )
+    got = concat_rows([(vocab, rows), "-", other.take(pa.array(rows * 7 % 50)), "!"], 1000)
+    assert got.equals(expected)
+    assert concat_rows([other, ","], 50).to_pylist() == [f"x{i}," for i in range(50)]
+
+
+EMAILS = """
+tables:
+  t:
+    rows: 20000
+    columns:
+      name: {type: string, generator: full_name}
+      email: {type: string, generator: email, from: name}
+      again: {type: string, generator: email, from: copy}
+      copy: {type: string, generator: template, template: "{name}", hidden: true}
+"""
+
+
+def test_email_from_a_full_name_matches_the_general_path() -> None:
+    schema = load_schema_text(EMAILS, "emails.yaml")
+    spec = schema.tables["t"]
+    ctx = BlockContext(seed=3, table="t", spec=spec, block=0, start=0, n=20000, parents={})
+    for name in ("name", "copy", "email"):
+        ctx.columns[name] = generate_column(name, spec.columns[name], ctx)
+    fast = ctx.columns["email"]
+    del ctx.name_rows["name"]  # no vocabulary rows: the regex path over the name text
+    slow = generate_column("email", spec.columns["email"], ctx)
+    assert fast.equals(slow)
+    # every pair of the vocabularies, not just those sampled: parts cleaned apart = whole name cleaned
+    parts = _email_parts()
+    assert parts is not None
+    first, last = vocabulary("first_name")[0], vocabulary("last_name")[0]
+    fi, li = np.divmod(np.arange(len(first) * len(last)), len(last))
+    whole = _email_local(
+        pc.utf8_lower(pc.binary_join_element_wise(first.take(pa.array(fi)), last.take(pa.array(li)), " "))
+    )
+    assert concat_rows([(parts[0], fi), (parts[1], li)], len(fi)).equals(whole)
+
+
+def test_spilled_pieces_round_trip(tmp_path: Path) -> None:
+    data = b"1,a\n2,b\n"
+    result = ChunkResult("t", 0, 2, [Piece(None, np.arange(2), data, np.array([4, 8]))], [], {})
+    spill(result, str(tmp_path))
+    piece = result.pieces[0]
+    assert piece.csv is None
+    assert piece.spill is not None
+    unspill(piece)
+    assert piece.csv is not None
+    assert bytes(piece.csv) == data
+    assert not list(tmp_path.iterdir())  # the name is gone once mapped
+    release(piece)
+    assert piece.csv is None
+
+
+def test_two_workers_with_a_size_target_leave_no_spill_files(tmp_path: Path) -> None:
+    schema = load_schema_text(
+        "tables: {t: {rows: 10, main: true, columns: {id: {type: int, generator: sequence}, "
+        "note: {type: string, generator: words, min_words: 5, max_words: 5}}}}",
+        "s.yaml",
+    )
+    one = generate(schema, tmp_path / "one", GenerateOptions(size=3_000_000, chunk_rows=65_536))
+    two = generate(schema, tmp_path / "two", GenerateOptions(size=3_000_000, chunk_rows=65_536, workers=2))
+    assert [(f.path, f.sha256) for f in one.manifest.files] == [
+        (f.path, f.sha256) for f in two.manifest.files
+    ]
+    shm = Path("/dev/shm")
+    if shm.is_dir():
+        assert not list(shm.glob("headwater-chunks-*"))
