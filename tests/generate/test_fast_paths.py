@@ -21,6 +21,7 @@ from headwater.generate.columns import (
     _uuid_text_bytewise,
     categorical,
     generate_column,
+    to_decimal,
     uuid_text,
 )
 from headwater.generate.encode import ChunkResult, Piece, csv_lines, encode_csv, release, spill, unspill
@@ -170,3 +171,18 @@ def test_two_workers_with_a_size_target_leave_no_spill_files(tmp_path: Path) -> 
     shm = Path("/dev/shm")
     if shm.is_dir():
         assert not list(shm.glob("headwater-chunks-*"))
+
+
+def test_to_decimal_is_the_cast_of_the_rounded_floats() -> None:
+    rng = np.random.default_rng(1)
+    for scale in range(7):
+        for magnitude in (1e-3, 1.0, 1e3, 1e6, 1e9):
+            values = np.concatenate(
+                [
+                    rng.normal(0, magnitude, 20_000),
+                    rng.lognormal(0, 3, 20_000) * magnitude,
+                    (np.arange(-500, 500) + 0.5) / 10**scale,  # ties
+                ]
+            )
+            kind = pa.decimal128(38, scale)
+            assert to_decimal(values, kind).equals(pa.array(np.round(values, scale)).cast(kind, safe=False))

@@ -145,13 +145,27 @@ def zipf_ranks(rng: np.random.Generator, a: float, n_values: int, size: int) -> 
     return np.asarray(np.floor(x - 1.0).astype(np.int64).clip(0, n_values - 1), dtype=np.int64)
 
 
+def to_decimal(values: np.ndarray, kind: pa.Decimal128Type) -> pa.Array:
+    """Floats as decimals rounded to the type's scale: the same values as casting
+    ``np.round(values, scale)``, built from the scaled integers directly (a cast costs ~8x more)."""
+    scaled = np.rint(np.asarray(values, dtype=np.float64) * 10.0**kind.scale)
+    if len(scaled) == 0 or not np.isfinite(scaled).all() or np.abs(scaled).max() >= 2.0**50:
+        return pa.array(np.round(values, kind.scale)).cast(kind, safe=False)
+    words = np.empty((len(scaled), 2), dtype=np.int64)  # little-endian 128-bit: low word, sign word
+    words[:, 0] = scaled.astype(np.int64)
+    words[:, 1] = words[:, 0] >> 63
+    if sys.byteorder != "little":  # pragma: no cover
+        return pa.array(np.round(values, kind.scale)).cast(kind, safe=False)
+    return pa.Array.from_buffers(kind, len(scaled), [None, pa.py_buffer(words)])
+
+
 def numbers_to_arrow(values: np.ndarray, col: ColumnSpec, decimals: int | None = None) -> pa.Array:
     """Float or int NumPy values as the column's Arrow type (rounded for ints and decimals)."""
     t = col.type
     if t is ColumnType.INT:
         return pa.array(np.rint(values).astype(np.int64))
     if t is ColumnType.DECIMAL:
-        return pa.array(np.round(values, col.scale)).cast(arrow_type(col), safe=False)
+        return to_decimal(values, arrow_type(col))
     if decimals is not None:
         values = np.round(values, decimals)
     return pa.array(values.astype(np.float64))
