@@ -72,6 +72,25 @@ def test_csv_lines_are_the_pyarrow_writer_bytes() -> None:
             assert ends.tolist() == [i + 1 for i, c in enumerate(data) if c == 10]
 
 
+def test_csv_lines_from_text_tables_are_the_pyarrow_writer_bytes() -> None:
+    # booleans, narrow integers and timestamps within a span of days go through small text tables
+    rng = np.random.default_rng(4)
+    n = 5000
+    for low_second in (1_577_836_800, -300_000, 0):  # 2020, late 1969, the epoch
+        table = pa.table(
+            {
+                "flag": pa.array(rng.random(n) < 0.5),
+                "qty": pa.array(rng.integers(-20, 21, n)),
+                "big": pa.array(rng.integers(0, 10**6, n)),
+                "at": pa.array(low_second + rng.integers(0, 3 * 10**7, n), pa.timestamp("s")),
+                "s": pa.array(["x"] * n),
+            }
+        )
+        lines = csv_lines(table.to_batches()[0])
+        assert lines is not None
+        assert "".join(lines.to_pylist()).encode() == writer_csv(table)
+
+
 def test_csv_lines_refuse_line_breaks() -> None:
     with pytest.raises(SchemaError, match="line breaks"):
         csv_lines(pa.record_batch({"s": pa.array(["ok", "two\nlines"])}))
