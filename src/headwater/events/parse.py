@@ -73,11 +73,15 @@ class ParseStats:
 
 @dataclass
 class ParseResult:
-    rows: int
     rejects: pa.Table  # _hw_line, _hw_reason, _hw_raw, sorted by line
     stats: ParseStats
     chunks: int = 0
     careful_chunks: int = 0
+
+    @property
+    def rows(self) -> int:
+        """Rows written (every line that parsed)."""
+        return self.stats.rows
 
 
 @dataclass
@@ -152,25 +156,25 @@ class _Careful:
         import duckdb
 
         self.header = header
-        self.tmp = tmp
         self.con = duckdb.connect(config={"threads": 1})
         self.con.execute(f"SET TimeZone = '{timezone.replace(chr(39), '')}'")
-
-    def parse(self, fd: int, start: int, end: int) -> tuple[pa.Table, pa.Table, int]:
-        """(rows, rejects with lines relative to the range's first line = 1, physical lines in range)."""
-        data = os.pread(fd, end - start, start)
-        path = self.tmp / "careful.csv"
-        path.write_bytes(self.header + data)
+        self.path = tmp / "careful.csv"
         columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in DUCKDB_TYPES.items()) + "}"
         select = ", ".join(
             f"timezone('UTC', {k}) AS {k}" if v == "TIMESTAMPTZ" else k for k, v in DUCKDB_TYPES.items()
         )
-        self.con.execute("DROP TABLE IF EXISTS hw_rejects; DROP TABLE IF EXISTS hw_reject_scans")
-        table = self.con.sql(
-            f"SELECT {select} FROM read_csv('{path.as_posix()}', columns = {columns}, header = true, "
+        self.sql = (
+            f"SELECT {select} FROM read_csv('{self.path.as_posix()}', columns = {columns}, header = true, "
             "auto_detect = false, delim = ',', quote = '\"', escape = '\"', store_rejects = true, "
             "rejects_table = 'hw_rejects', rejects_scan = 'hw_reject_scans', rejects_limit = 0)"
-        ).to_arrow_table()
+        )
+
+    def parse(self, fd: int, start: int, end: int) -> tuple[pa.Table, pa.Table, int]:
+        """(rows, rejects with lines relative to the range's first line = 1, physical lines in range)."""
+        data = os.pread(fd, end - start, start)
+        self.path.write_bytes(self.header + data)
+        self.con.execute("DROP TABLE IF EXISTS hw_rejects; DROP TABLE IF EXISTS hw_reject_scans")
+        table = self.con.sql(self.sql).to_arrow_table()
         rejects = self.con.sql(
             "SELECT line - 1 AS _hw_line, string_agg(DISTINCT error_type || coalesce(' ' || column_name, '') "
             "|| ': ' || error_message, '; ') AS _hw_reason, any_value(csv_line) AS _hw_raw "
@@ -240,7 +244,7 @@ def parse_month_csv(
     careful: _Careful | None = None
     stats = ParseStats()
     rejects: list[pa.Table] = []
-    result = ParseResult(0, REJECT_SCHEMA.empty_table(), stats)
+    result = ParseResult(REJECT_SCHEMA.empty_table(), stats)
     pending: list[pa.Table] = []
     pending_rows = 0
     month_days = int(np.datetime64(month_first_day.isoformat(), "D").astype(np.int64))
@@ -347,7 +351,6 @@ def parse_month_csv(
                 writer.close()
             if careful is not None:
                 careful.close()
-    result.rows = stats.rows
     if rejects:
         result.rejects = pa.concat_tables(rejects)
     return result
