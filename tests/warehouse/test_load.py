@@ -139,6 +139,36 @@ def test_duplicate_and_null_keys_are_refused(warehouse: Warehouse) -> None:
         warehouse.load(nulls, LoadRequest("p", "null", primary_key=("id",)))
 
 
+def test_first_load_declares_the_key_after_the_rows_and_still_refuses_duplicates(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    """A table created by a load gets its primary key once the rows are in: the key must hold
+    anyway, whatever the mode, and a refused first load leaves no table behind."""
+    for mode in (LoadMode.APPEND, LoadMode.REPLACE_PARTITION):
+        batch = pa.table({"k": ["x", "y", "x"], "part": [1, 1, 1], "v": [1, 2, 3]})
+        path = tmp_path / f"{mode}.parquet"
+        pq.write_table(batch, path)
+        for source in (batch, path):
+            request = LoadRequest("t", f"b-{mode}", mode, primary_key=("k",), partition_column="part")
+            with pytest.raises(DataError, match=r"^t: the batch's key \(k\) must be unique"):
+                warehouse.load(source, request)
+            assert warehouse.tables() == []
+    nulls = pa.table({"k": ["x", None], "part": [1, 1]})
+    with pytest.raises(DataError, match=r"^t: the batch's key \(k\) must be unique and not NULL"):
+        warehouse.load(nulls, LoadRequest("t", "n", LoadMode.APPEND, primary_key=("k",)))
+    assert warehouse.tables() == []
+    result = warehouse.load(
+        pa.table({"k": ["x", "y"], "part": [1, 2]}),
+        LoadRequest("t", "ok", LoadMode.APPEND, primary_key=("k",)),
+    )
+    assert result.inserted == 2
+    (info,) = warehouse.tables()
+    assert info.primary_key == ("k",)
+    with pytest.raises(WarehouseError):  # the declared key now guards every later load
+        warehouse.load(pa.table({"k": ["x"], "part": [3]}), LoadRequest("t", "again", LoadMode.APPEND))
+    assert rows_of(warehouse, "SELECT count(*) AS n FROM t") == [{"n": 2}]
+
+
 def test_merge_without_a_key_is_refused(warehouse: Warehouse) -> None:
     with pytest.raises(UsageError, match="needs a primary key"):
         warehouse.load(people([1], ["a"]), LoadRequest("p", "b"))

@@ -203,14 +203,19 @@ def merge_dimension(
     return Counts(inserted=inserted, updated=updated)
 
 
-def resolve_references(session: Session, stage: str, references: Sequence[Reference]) -> None:
-    """Fill each reference column of the staged facts with the dimension's surrogate key
-    (its current version for SCD2); facts without a matching dimension row keep NULL."""
-    for ref in references:
-        dim_cols = session.columns(ref.dimension)
-        current = f" AND d.{quote(IS_CURRENT)}" if IS_CURRENT in dim_cols else ""
-        match = " AND ".join(f"d.{quote(k)} = {quote(stage)}.{quote(k)}" for k in ref.on)
-        session.execute(
-            f"UPDATE {quote(stage)} SET {quote(ref.column)} = d.{quote(ref.surrogate_key)} "
-            f"FROM {quote(ref.dimension)} AS d WHERE {match}{current}"
-        )
+def stage_references(session: Session, view: str, stage: str, references: Sequence[Reference]) -> None:
+    """Make ``view``: the staged facts of ``stage`` plus, per reference, the dimension's surrogate key
+    (its current version for SCD2), NULL for facts without a matching dimension row. A join read as
+    the rows are loaded, not an UPDATE of a copied stage (dimension natural keys are unique, so the
+    join keeps one row per fact)."""
+    picked, joins = [], []
+    for i, ref in enumerate(references):
+        d = f"_d{i}"
+        current = f" AND {d}.{quote(IS_CURRENT)}" if IS_CURRENT in session.columns(ref.dimension) else ""
+        match = " AND ".join(f"{d}.{quote(k)} = s.{quote(k)}" for k in ref.on)
+        joins.append(f"LEFT JOIN {quote(ref.dimension)} AS {d} ON {match}{current}")
+        picked.append(f"CAST({d}.{quote(ref.surrogate_key)} AS BIGINT) AS {quote(ref.column)}")
+    session.execute(
+        f"CREATE TEMP VIEW {quote(view)} AS SELECT s.*, {', '.join(picked)} FROM {quote(stage)} AS s "
+        + " ".join(joins)
+    )

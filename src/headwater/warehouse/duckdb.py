@@ -37,13 +37,17 @@ def _translate(exc: duckdb.Error) -> WarehouseError:
 _HAS_MERGE = tuple(int(p) for p in duckdb.__version__.split(".")[:2] if p.isdigit()) >= (1, 4)
 
 
+def _sql_list(values: Sequence[str]) -> str:
+    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
+
+
 class DuckDBSession:
     dialect = Dialect.DUCKDB
     has_merge = _HAS_MERGE
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
-        self._views: dict[str, str] = {}  # staged view -> the registered Arrow table it reads
+        self._views: dict[str, str] = {}  # staged view -> the Arrow table it reads ("" for Parquet files)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         try:
@@ -126,21 +130,25 @@ class DuckDBSession:
             [[str(f) for f in files]],
         )
 
-    def stage(
-        self, name: str, source: pa.Table | Path | Sequence[Path], columns: dict[str, SqlType], mutable: bool
-    ) -> int:
-        if mutable or not isinstance(source, pa.Table):
-            self.create_temp(name, columns)
-            return self.copy_into(name, source, columns)
-        # an Arrow batch is read in place (DuckDB scans Arrow memory), not copied into a table first
-        arrow = f"_hw_arrow_{next(_names)}"
-        self.con.register(arrow, source)
-        self._views[name] = arrow
+    def stage(self, name: str, source: pa.Table | Path | Sequence[Path], columns: dict[str, SqlType]) -> int:
+        # read in place (DuckDB scans Arrow memory and Parquet files), not copied into a table first
         cols = ", ".join(
             f"CAST({quote(n)} AS {t.render(self.dialect)}) AS {quote(n)}" for n, t in columns.items()
         )
-        self.execute(f"CREATE OR REPLACE TEMP VIEW {quote(name)} AS SELECT {cols} FROM {quote(arrow)}")
-        return int(source.num_rows)
+        files = source_files(source)
+        if files is None:
+            assert isinstance(source, pa.Table)
+            relation = f"_hw_arrow_{next(_names)}"
+            self.con.register(relation, source)
+            self._views[name] = relation
+            rows = int(source.num_rows)
+            scan = quote(relation)
+        else:
+            self._views[name] = ""
+            rows = sum(pq.read_metadata(f).num_rows for f in files)
+            scan = f"read_parquet({_sql_list([str(f) for f in files])}, union_by_name = true)"
+        self.execute(f"CREATE OR REPLACE TEMP VIEW {quote(name)} AS SELECT {cols} FROM {scan}")
+        return rows
 
     def unstage(self, name: str) -> None:
         arrow = self._views.pop(name, None)
@@ -148,7 +156,8 @@ class DuckDBSession:
             self.execute(f"DROP TABLE {quote(name)}")
             return
         self.execute(f"DROP VIEW {quote(name)}")
-        self.con.unregister(arrow)
+        if arrow:
+            self.con.unregister(arrow)
 
     def export_parquet(self, sql: str, columns: dict[str, SqlType], path: Path) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from headwater.errors import DataError, UsageError
+from headwater.errors import DataError, UsageError, WarehouseError
 from headwater.progress import Progress, no_progress
 from headwater.warehouse import apply, audit
 from headwater.warehouse.base import (
@@ -34,6 +34,7 @@ from headwater.warehouse.session import Session, quote, quote_all
 from headwater.warehouse.types import BIGINT, BOOLEAN, TIMESTAMP, Dialect, SqlType, sql_type_from_arrow
 
 STAGE_PREFIX = "_hw_stage_"
+_KEY_VIOLATION = re.compile(r"duplicate|unique|primary key|null", re.IGNORECASE)
 
 
 def source_files(source: Source) -> list[Path] | None:
@@ -95,50 +96,67 @@ class SqlWarehouse(ABC):
             or sql_type_from_arrow(f.type, f"{request.table}.{f.name}")
             for f in schema
         }
-        with self._transaction() as s:
-            done = audit.find_loaded(s, request)
-            if done is not None:
-                return done
-            progress("plan", 1)
-            key, plan = self._prepare_target(s, request, incoming)
-            stage = STAGE_PREFIX + request.table[:40]
-            rows_in = s.stage(stage, source, incoming, mutable=bool(request.references))
-            for ref in request.references:
-                s.execute(
-                    f"ALTER TABLE {quote(stage)} ADD COLUMN {quote(ref.column)} {BIGINT.render(self.dialect)}"
+        deferred: tuple[str, ...] = ()
+        try:
+            with self._transaction() as s:
+                done = audit.find_loaded(s, request)
+                if done is not None:
+                    return done
+                progress("plan", 1)
+                key, plan, deferred = self._prepare_target(s, request, incoming)
+                stage = STAGE_PREFIX + request.table[:40]
+                base = stage + "_in" if request.references else stage
+                rows_in = s.stage(base, source, incoming)
+                if request.references:
+                    apply.stage_references(s, stage, base, request.references)
+                progress("stage", rows_in)
+                t_stage = time.perf_counter() - t0
+                version = audit.record_changes(
+                    s, plan.changes, request.batch_id, started
+                ) or audit.schema_version(s, request.table)
+                columns = [*plan.load_columns, *(r.column for r in request.references)]
+                if deferred:  # a table this load created: the key index is built after the rows are in
+                    counts = self._fill_new(s, request, source, stage, plan.load_columns, columns, key)
+                    self._add_key(s, request.table, deferred)
+                else:
+                    counts = self._apply(s, request, source, stage, plan.load_columns, columns, key, started)
+                progress("apply", counts.inserted + counts.updated + counts.deleted)
+                if request.references:
+                    s.execute(f"DROP VIEW {quote(stage)}")
+                s.unstage(base)
+                result = LoadResult(
+                    table=request.table,
+                    batch_id=request.batch_id,
+                    mode=request.mode,
+                    rows_in=rows_in,
+                    inserted=counts.inserted,
+                    updated=counts.updated,
+                    deleted=counts.deleted,
+                    schema_version=version,
+                    seconds=time.perf_counter() - t0,
+                    changes=tuple(plan.changes),
                 )
-            apply.resolve_references(s, stage, request.references)
-            progress("stage", rows_in)
-            t_stage = time.perf_counter() - t0
-            version = audit.record_changes(
-                s, plan.changes, request.batch_id, started
-            ) or audit.schema_version(s, request.table)
-            columns = [*plan.load_columns, *(r.column for r in request.references)]
-            counts = self._apply(s, request, source, stage, plan.load_columns, columns, key, started)
-            progress("apply", counts.inserted + counts.updated + counts.deleted)
-            s.unstage(stage)
-            result = LoadResult(
-                table=request.table,
-                batch_id=request.batch_id,
-                mode=request.mode,
-                rows_in=rows_in,
-                inserted=counts.inserted,
-                updated=counts.updated,
-                deleted=counts.deleted,
-                schema_version=version,
-                seconds=time.perf_counter() - t0,
-                changes=tuple(plan.changes),
-            )
-            audit.record_load(
-                s, result, request, started, utc_now(), t_stage, time.perf_counter() - t0 - t_stage
-            )
-            progress("audit", 1)  # last point inside the transaction: the kill tests stop here
+                audit.record_load(
+                    s, result, request, started, utc_now(), t_stage, time.perf_counter() - t0 - t_stage
+                )
+                progress("audit", 1)  # last point inside the transaction: the kill tests stop here
+        except WarehouseError as exc:
+            if deferred and _KEY_VIOLATION.search(str(exc)):
+                # PostgreSQL refuses the ALTER; DuckDB checks a key added to a table holding rows
+                # when the transaction commits
+                raise DataError(
+                    f"{request.table}: the batch's key ({', '.join(deferred)}) must be unique and not NULL: {exc}"
+                ) from exc
+            raise
         return result
 
     def _prepare_target(
         self, s: Session, request: LoadRequest, incoming: dict[str, SqlType]
-    ) -> tuple[tuple[str, ...], EvolutionPlan]:
-        """Create the table or evolve it under the request's policy; the merge key and the plan."""
+    ) -> tuple[tuple[str, ...], EvolutionPlan, tuple[str, ...]]:
+        """Create the table or evolve it under the request's policy; the merge key, the plan, and the
+        primary key still to declare once the rows are in (a fact or plain table this load creates:
+        building the key index over the loaded rows at once is far cheaper than growing it row by row;
+        empty otherwise)."""
         table, dim = request.table, request.dimension
         refs = {r.column: BIGINT for r in request.references}
         managed: dict[str, SqlType] = {}
@@ -155,9 +173,10 @@ class SqlWarehouse(ABC):
                 raise UsageError(f"{table}: replace_partition needs a partition column (--partition)")
             sk = {dim.surrogate_key: BIGINT} if dim else {}
             columns = sk | incoming | refs | {k: v for k, v in managed.items() if k not in sk}
-            self._create(s, table, columns, key)
+            deferred = key if dim is None else ()
+            self._create(s, table, columns, () if deferred else key)
             created = SchemaChange(table, ChangeKind.CREATE_TABLE, None, None, _describe(columns))
-            return (dim.natural_key if dim else key), EvolutionPlan(dict(incoming), [created])
+            return (dim.natural_key if dim else key), EvolutionPlan(dict(incoming), [created]), deferred
         existing_key = s.primary_key(table)
         key = check_primary_key(table, existing_key, (dim.surrogate_key,) if dim else request.primary_key)
         if request.mode is LoadMode.MERGE and not key and dim is None:
@@ -173,7 +192,26 @@ class SqlWarehouse(ABC):
                 )
         for ref in refs:
             plan.load_columns.pop(ref, None)
-        return (dim.natural_key if dim else key), plan
+        return (dim.natural_key if dim else key), plan, ()
+
+    def _fill_new(
+        self,
+        s: Session,
+        request: LoadRequest,
+        source: Source,
+        stage: str,
+        types: Mapping[str, SqlType],
+        columns: list[str],
+        key: tuple[str, ...],
+    ) -> apply.Counts:
+        """Load a batch into the table this load just created: every mode is an insert of the whole
+        batch into an empty table (a merge's keys are checked first, as a merge checks them)."""
+        if request.mode is LoadMode.MERGE and not apply.check_source_keys(request.table, source, key, types):
+            apply.check_keys(s, request.table, stage, key)
+        return apply.append_rows(s, request.table, stage, columns)
+
+    def _add_key(self, s: Session, table: str, key: tuple[str, ...]) -> None:
+        s.execute(f"ALTER TABLE {quote(table)} ADD PRIMARY KEY ({quote_all(key)})")
 
     def _apply(
         self,

@@ -165,9 +165,7 @@ class PostgresSession:
             rows += self._copy_batches(table, names, types, pf.iter_batches(COPY_BATCH_ROWS, columns=names))
         return rows
 
-    def stage(
-        self, name: str, source: pa.Table | Path | Sequence[Path], columns: dict[str, SqlType], mutable: bool
-    ) -> int:
+    def stage(self, name: str, source: pa.Table | Path | Sequence[Path], columns: dict[str, SqlType]) -> int:
         self.create_temp(name, columns)
         return self.copy_into(name, source, columns)
 

@@ -70,12 +70,10 @@ class Session(Protocol):
         """Bulk-copy ``source`` (columns matched by name) into existing ``table``; the rows copied."""
         ...
 
-    def stage(
-        self, name: str, source: pa.Table | Path | Sequence[Path], columns: dict[str, SqlType], mutable: bool
-    ) -> int:
+    def stage(self, name: str, source: pa.Table | Path | Sequence[Path], columns: dict[str, SqlType]) -> int:
         """Make ``source`` readable as relation ``name`` (columns cast to ``columns``) until ``unstage``;
-        the rows staged. A temporary table when ``mutable`` (the load adds and fills columns); otherwise
-        a backend may read the source in place (a view over the Arrow table) instead of copying it."""
+        the rows staged. A temporary table, or a view that reads the source in place (an Arrow table
+        or Parquet files) where the backend can scan it directly."""
         ...
 
     def unstage(self, name: str) -> None:
