@@ -182,7 +182,11 @@ class DuckDBWarehouse(SqlWarehouse):
         delay = 0.02
         while True:
             try:
-                return duckdb.connect(str(self.path), read_only=read_only)
+                # without insertion order, a bulk insert's row groups are written once, in parallel; with
+                # it, the checkpoint at close compressed every inserted row group a second time
+                return duckdb.connect(
+                    str(self.path), read_only=read_only, config={"preserve_insertion_order": False}
+                )
             except duckdb.Error as exc:
                 message = str(exc).strip().splitlines()[0]
                 if not any(w in message.lower() for w in _LOCK_WORDS):
