@@ -16,13 +16,8 @@ SELECT
         WHEN review_rating = 3 THEN 'neutral'
         ELSE 'positive'
     END AS rating_bucket,
-    CAST(coalesce(length(review_text), 0) AS INTEGER) AS review_chars,
-    CAST(
-        CASE
-            WHEN review_text IS NULL THEN 0
-            ELSE length(review_text) - length(replace(review_text, ' ', '')) + 1
-        END AS INTEGER
-    ) AS review_words,
+    review_chars,
+    review_words,
     review_votes,
     spoiler_flag,
     spoiler_state,

@@ -6,4 +6,4 @@ SELECT
     review_id,
     review_text,
     record_create_timestamp
-FROM reviews_parsed
+FROM reviews_latest

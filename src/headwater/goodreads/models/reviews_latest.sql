@@ -2,6 +2,9 @@
 -- with a newer one); a tie goes to the row that arrived later (file, then row in the file).
 -- Only the ids that occur more than once are ranked (a window over every review would sort the whole
 -- batch, text and all); every other row is kept by an anti-join against the few rows that lost.
+-- Text normalised here (whitespace runs collapsed to one space, trimmed, empty as NULL), so that both
+-- readers get the same text; only texts that need it pay for the regular expression (run on every
+-- review it cost more than all the other models together).
 -- unique: review_id
 WITH repeated AS (
     SELECT review_id
@@ -29,7 +32,13 @@ SELECT
     r.user_id,
     r.book_id,
     r.author_id,
-    r.review_text,
+    CASE
+        WHEN contains(r.review_text, '  ') OR contains(r.review_text, chr(9)) OR contains(r.review_text, chr(10))
+            OR contains(r.review_text, chr(13)) OR starts_with(r.review_text, ' ')
+            OR ends_with(r.review_text, ' ') OR r.review_text = ''
+            THEN nullif(trim(regexp_replace(r.review_text, '\s+', ' ', 'g')), '')
+        ELSE r.review_text
+    END AS review_text,
     r.review_rating,
     r.review_votes,
     r.spoiler_flag,
