@@ -163,17 +163,34 @@ def test_email_from_a_full_name_matches_the_general_path() -> None:
 
 def test_spilled_pieces_round_trip(tmp_path: Path) -> None:
     data = b"1,a\n2,b\n"
-    result = ChunkResult("t", 0, 2, [Piece(None, np.arange(2), data, np.array([4, 8]))], [], {})
+    gathered = [pa.py_buffer(b"3,c\n"), pa.py_buffer(b""), pa.py_buffer(b"4,dd\n")]
+    result = ChunkResult(
+        "t",
+        0,
+        4,
+        [
+            Piece(None, np.arange(2), data, np.array([4, 8])),
+            Piece(None, np.arange(2), None, np.array([4, 9]), parts=gathered),
+        ],
+        [],
+        {},
+    )
     spill(result, str(tmp_path))
-    piece = result.pieces[0]
-    assert piece.csv is None
-    assert piece.spill is not None
-    unspill(piece)
-    assert piece.csv is not None
-    assert bytes(piece.csv) == data
-    assert not list(tmp_path.iterdir())  # the name is gone once mapped
-    release(piece)
-    assert piece.csv is None
+    assert all(p.csv is None and p.parts is None and p.spill is not None for p in result.pieces)
+    buffers: list[bytearray] = [bytearray(b"x" * 100)]  # longer than needed: only the piece's bytes count
+    for slot, piece in enumerate(result.pieces):
+        unspill(piece, buffers, slot)
+    assert [bytes(p.csv or b"") for p in result.pieces] == [data, b"3,c\n4,dd\n"]
+    assert not list(tmp_path.iterdir())  # the files are gone once read
+    for piece in result.pieces:
+        release(piece)
+        assert piece.csv is None
+    # the buffers are kept for the next chunk, and a bigger piece grows its buffer
+    big = ChunkResult("t", 1, 1, [Piece(None, np.arange(1), b"z" * 1000, np.array([1000]))], [], {})
+    spill(big, str(tmp_path))
+    unspill(big.pieces[0], buffers, 1)
+    assert bytes(big.pieces[0].csv or b"") == b"z" * 1000
+    release(big.pieces[0])
 
 
 def test_two_workers_with_a_size_target_leave_no_spill_files(tmp_path: Path) -> None:

@@ -194,7 +194,8 @@ def _run_chunk(
     assert plan is not None
     first = index * plan.blocks_per_chunk
     blocks = _make_blocks(plan, table, first, first + plan.blocks_per_chunk, total)
-    result = encode_chunk(table, index, blocks, plan.fmt, np.random.default_rng(0), keep_clean=False)
+    gather = spill_dir is not None
+    result = encode_chunk(table, index, blocks, plan.fmt, np.random.default_rng(0), False, gather)
     return result if spill_dir is None else spill(result, spill_dir)
 
 
@@ -209,11 +210,12 @@ class _Writer:
         self.done = False
         self.ledger: list[tuple[str, int, str, str]] = []
         self.aggregates: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._buffers: list[bytearray] = []  # reused for the chunks read back from the workers
 
     def feed(self, result: ChunkResult) -> None:
         try:
-            for piece in result.pieces:
-                unspill(piece)
+            for slot, piece in enumerate(result.pieces):
+                unspill(piece, self._buffers, slot)
             self._feed(result)
         finally:
             for piece in result.pieces:
