@@ -50,6 +50,12 @@ class PostgresWarehouseSettings(_Model):
     kind: Literal["postgres"]
     url: SecretStr = SecretStr("postgresql://127.0.0.1:5432/test")
     schema_name: str = Field(default="public", alias="schema")
+    merge_fillfactor: int = Field(
+        default=80,
+        ge=10,
+        le=100,
+        description="percent of each page that tables made by a merge fill, leaving room for updates in place",
+    )
 
 
 WarehouseSettings = Annotated[
@@ -289,6 +295,7 @@ warehouse:
   path: warehouse.duckdb
   # kind: postgres
   # url: postgresql://user@127.0.0.1:5432/analytics   # put a password in HEADWATER_WAREHOUSE__URL
+  # merge_fillfactor: 80   # % of each page tables made by a merge fill (room for updates in place)
 
 # Synthetic data generation defaults (headwater generate).
 generate:

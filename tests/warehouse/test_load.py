@@ -281,3 +281,44 @@ def test_merge_without_a_merge_statement_gives_the_same_result(
     second = warehouse.load(people([4, 2, 3], ["d", "b", "C"]), LoadRequest("p", "b2", primary_key=("id",)))
     assert [(r.inserted, r.updated) for r in (first, second)] == [(3, 0), (1, 1)]
     assert [r["name"] for r in rows_of(warehouse, "SELECT name FROM p ORDER BY id")] == ["a", "b", "C", "d"]
+
+
+@pytest.mark.postgres
+def test_postgres_tables_made_by_a_merge_leave_room_for_updates(
+    pg_schema: tuple[str, str], tmp_path: Path
+) -> None:
+    """Merge-made tables fill 80% of each page by default (updates then stay on their page, as
+    heap-only tuples), appended ones every page; the project file can change it."""
+    import psycopg
+
+    from headwater.config import load_settings
+    from headwater.errors import ConfigError
+    from headwater.warehouse import open_warehouse, warehouse_from_settings
+    from headwater.warehouse.postgres import PostgresWarehouse
+
+    url, schema = pg_schema
+
+    def options(table: str) -> list[str] | None:
+        with psycopg.connect(url) as con:
+            row = con.execute(
+                "SELECT c.reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = %s",
+                (schema, table),
+            ).fetchone()
+        assert row is not None, table
+        value: list[str] | None = row[0]
+        return value
+
+    wh = open_warehouse(url, schema=schema)
+    wh.load(people([1, 2], ["a", "b"]), LoadRequest("merged", "b1", primary_key=("id",)))
+    wh.load(pa.table({"x": [1]}), LoadRequest("appended", "b1", LoadMode.APPEND))
+    assert options("merged") == ["fillfactor=80"]
+    assert options("appended") is None
+    (tmp_path / "headwater.yaml").write_text(
+        f"warehouse: {{kind: postgres, url: '{url}', schema: {schema}, merge_fillfactor: 100}}\n"
+    )
+    settings = load_settings(tmp_path, env={})
+    warehouse_from_settings(settings).load(people([1], ["a"]), LoadRequest("full", "b1", primary_key=("id",)))
+    assert options("full") is None
+    with pytest.raises(ConfigError, match="merge_fillfactor 5"):
+        PostgresWarehouse(url, schema, merge_fillfactor=5)

@@ -52,13 +52,16 @@ __all__ = [
 ]
 
 
-def open_warehouse(url: str | Path, schema: str = "public", lock_timeout: float = 30.0) -> Warehouse:
-    """A warehouse from a URL: ``postgresql://...`` (in ``schema``), ``duckdb:///path`` or a file path."""
+def open_warehouse(
+    url: str | Path, schema: str = "public", lock_timeout: float = 30.0, merge_fillfactor: int | None = None
+) -> Warehouse:
+    """A warehouse from a URL: ``postgresql://...`` (in ``schema``), ``duckdb:///path`` or a file path.
+    ``merge_fillfactor`` (PostgreSQL): how full tables made by a merge fill their pages (default 80)."""
     text = str(url)
     if text.startswith(("postgresql://", "postgres://")):
-        from headwater.warehouse.postgres import PostgresWarehouse
+        from headwater.warehouse.postgres import MERGE_FILLFACTOR, PostgresWarehouse
 
-        return PostgresWarehouse(text, schema)
+        return PostgresWarehouse(text, schema, merge_fillfactor or MERGE_FILLFACTOR)
     if "://" in text and not text.startswith("duckdb://"):
         raise ConfigError(
             f"warehouse URL {text.split('://')[0]}://...: use postgresql://... or a DuckDB file path"
@@ -74,6 +77,8 @@ def warehouse_from_settings(settings: Settings) -> Warehouse:
 
     wh = settings.warehouse
     if isinstance(wh, PostgresWarehouseSettings):
-        return open_warehouse(wh.url.get_secret_value(), schema=wh.schema_name)
+        return open_warehouse(
+            wh.url.get_secret_value(), schema=wh.schema_name, merge_fillfactor=wh.merge_fillfactor
+        )
     assert isinstance(wh, DuckDBWarehouseSettings)
     return open_warehouse(settings.resolve(wh.path), lock_timeout=wh.lock_timeout)

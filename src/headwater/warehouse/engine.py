@@ -174,7 +174,8 @@ class SqlWarehouse(ABC):
             sk = {dim.surrogate_key: BIGINT} if dim else {}
             columns = sk | incoming | refs | {k: v for k, v in managed.items() if k not in sk}
             deferred = key if dim is None else ()
-            self._create(s, table, columns, () if deferred else key)
+            updated = request.mode is LoadMode.MERGE or dim is not None
+            self._create(s, table, columns, () if deferred else key, updated=updated)
             created = SchemaChange(table, ChangeKind.CREATE_TABLE, None, None, _describe(columns))
             return (dim.natural_key if dim else key), EvolutionPlan(dict(incoming), [created]), deferred
         existing_key = s.primary_key(table)
@@ -238,11 +239,23 @@ class SqlWarehouse(ABC):
             return apply.replace_partitions(s, table, stage, columns, request.partition_column)
         return apply.append_rows(s, table, stage, columns)
 
-    def _create(self, s: Session, table: str, columns: Mapping[str, SqlType], key: Sequence[str]) -> None:
+    def _create(
+        self,
+        s: Session,
+        table: str,
+        columns: Mapping[str, SqlType],
+        key: Sequence[str],
+        updated: bool = False,
+    ) -> None:
+        """``updated``: the table is made by a merge, so later loads update rows in place."""
         cols = [f"{quote(n)} {t.render(self.dialect)}" for n, t in columns.items()]
         if key:
             cols.append(f"PRIMARY KEY ({quote_all(key)})")
-        s.execute(f"CREATE TABLE {quote(table)} ({', '.join(cols)})")
+        s.execute(f"CREATE TABLE {quote(table)} ({', '.join(cols)}){self._table_options(updated)}")
+
+    def _table_options(self, updated: bool) -> str:
+        """Storage options appended to CREATE TABLE (none by default)."""
+        return ""
 
     # ------------------------------------------------------------------------------------------ tables
     def create_table(

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from headwater.errors import WarehouseError
+from headwater.errors import ConfigError, WarehouseError
 from headwater.warehouse import pgbinary
 from headwater.warehouse.engine import SqlWarehouse, source_files
 from headwater.warehouse.session import quote, quote_all
@@ -30,6 +30,9 @@ from headwater.warehouse.types import Dialect, SqlType, arrow_type_for, parse_sq
 COPY_BATCH_ROWS = 131_072
 WRITE_TEMP_BUFFERS = "256MB"
 WRITE_WORK_MEM = "256MB"
+MERGE_FILLFACTOR = 80
+"""Percent of each page a table made by a merge fills on insert, leaving room for updates in place.
+Merging 1M rows (half updates) into 1M: 4.0 s at 100, 3.3 s at 90, 3.2 s at 80, 2.8 s at 70."""
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=False)
 
 
@@ -207,11 +210,21 @@ class PostgresWarehouse(SqlWarehouse):
 
     dialect = Dialect.POSTGRES
 
-    def __init__(self, url: str, schema: str = "public") -> None:
+    def __init__(self, url: str, schema: str = "public", merge_fillfactor: int = MERGE_FILLFACTOR) -> None:
         super().__init__()
+        if not 10 <= merge_fillfactor <= 100:
+            raise ConfigError(f"warehouse.merge_fillfactor {merge_fillfactor}: must be 10-100 (percent)")
         self.url = url
         self.schema = schema
+        self.merge_fillfactor = merge_fillfactor
         self._schema_ready = False
+
+    def _table_options(self, updated: bool) -> str:
+        # room left in each page lets an update write the new row version next to the old one
+        # (a heap-only tuple: no new primary-key entry, less WAL), where a full page sends it elsewhere
+        if updated and self.merge_fillfactor < 100:
+            return f" WITH (fillfactor = {self.merge_fillfactor})"
+        return ""
 
     @contextmanager
     def _session(self, write: bool) -> Iterator[PostgresSession]:
