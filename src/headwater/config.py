@@ -146,6 +146,11 @@ class GoodreadsSettings(_Model):
         default=24.0, ge=0, description="keep a batch's working and processed copies this long after its load"
     )
     memory_limit: str = Field(default="4GB", description="DuckDB memory limit of the ETL (spills beyond it)")
+    working_compression: Literal["auto", "none", "snappy", "zstd", "lz4"] = Field(
+        default="auto",
+        description="Parquet compression of the working zone; auto = none when the zones are local "
+        "(half the ingest's write CPU, twice the bytes), snappy when they are remote",
+    )
     threads: int = Field(default=0, ge=0, description="DuckDB threads of the ETL; 0 = one per core")
     spark_master: str = Field(default="local[2]", description="Spark master when engine is spark")
     load_review_text: bool = Field(

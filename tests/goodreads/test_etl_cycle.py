@@ -238,3 +238,21 @@ def test_review_texts_can_stay_out_of_the_warehouse(tmp_path: Path, clean_data: 
     assert "review_text" not in tables
     processed = Zones(settings).local_input(Zone.PROCESSED, batch_records(settings)[0].ref)
     assert list((processed / "review_texts").glob("*.parquet"))  # the texts are in processed/ still
+
+
+@pytest.mark.parametrize(("setting", "codec"), [("auto", "UNCOMPRESSED"), ("zstd", "ZSTD")])
+def test_working_batches_are_compressed_as_set(
+    tmp_path: Path, clean_data: Path, setting: str, codec: str
+) -> None:
+    """Local zones keep working batches uncompressed by default (the ingest's Parquet writer spent
+    most of its time compressing files that live a day); the setting picks a codec."""
+    import pyarrow.parquet as pq
+
+    settings = make_settings(tmp_path / "p", {"goodreads": {"working_compression": setting}})
+    land(settings, clean_data, "b1")
+    run_cycle(settings).raise_for_failures()
+    working = Zones(settings).local_input(Zone.WORKING, batch_records(settings)[0].ref)
+    files = list((working / "reviews").glob("*.parquet"))
+    assert files
+    meta = pq.read_metadata(files[0])
+    assert {meta.row_group(0).column(i).compression for i in range(meta.num_columns)} == {codec}

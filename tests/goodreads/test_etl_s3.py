@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from headwater.goodreads.etl import run_cycle
@@ -54,6 +55,13 @@ def test_cycle_with_zones_on_s3(
         assert list(zones.batches(zone)) == [ref]
         store = open_store(parse_location(zones.url(zone, ref)), moto.options())
         assert verify_batch(store).ok  # every file as its manifest says
+    # working batches that travel to a remote store are compressed (auto: snappy there, none locally)
+    working = zones.local_input(Zone.WORKING, ref)
+    try:
+        meta = pq.read_metadata(next((working / "reviews").glob("*.parquet")))
+        assert meta.row_group(0).column(0).compression == "SNAPPY"
+    finally:
+        zones.release_input(Zone.WORKING, ref)
     staging = tmp_path / "p" / "state" / "goodreads" / "staging"
     assert not [p for p in staging.rglob("*") if p.is_file()]  # pulled copies and outputs were removed
 

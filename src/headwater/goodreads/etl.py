@@ -161,6 +161,15 @@ class _Cycle:
         self.zones = Zones(settings)
         self.ledger = Ledger(state_dir(settings))
 
+    @property
+    def working_compression(self) -> str:
+        """Parquet compression of working batches: none on local zones (the ingest's Parquet writer is
+        its largest cost and the files live a day), snappy where they travel to a remote store."""
+        choice = self.settings.goodreads.working_compression
+        if choice == "auto":
+            return "none" if self.zones.is_local else "snappy"
+        return choice
+
     # -- ingest ---------------------------------------------------------------------------------------
     def ingest(self, ref: BatchRef, record: BatchRecord, report: BatchReport) -> None:
         found = self.zones.manifest(Zone.LANDING, ref)
@@ -201,7 +210,7 @@ class _Cycle:
         t0, c0 = time.perf_counter(), cpu_seconds()
         con = _duckdb(self.settings, ordered=True)
         try:
-            result = ingest_batch(con, landing, manifest, out, hold, self.progress)
+            result = ingest_batch(con, landing, manifest, out, hold, self.progress, self.working_compression)
             self.zones.commit_output(
                 Zone.WORKING,
                 ref,

@@ -146,9 +146,15 @@ def _read_query(path: Path, entity: Entity, rejects: str, scans: str) -> str:
 
 
 def ingest_file(
-    con: duckdb.DuckDBPyConnection, path: Path, entity: Entity, target: Path, progress: Progress = no_progress
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    entity: Entity,
+    target: Path,
+    progress: Progress = no_progress,
+    compression: str = "snappy",
 ) -> tuple[FileIngest, Held]:
-    """Read one landing file into ``target`` (typed Parquet with ``_hw_file``/``_hw_row``); the rows held."""
+    """Read one landing file into ``target`` (typed Parquet with ``_hw_file``/``_hw_row``, compressed
+    with ``compression``); the rows held."""
     check_header(path, entity)
     size = path.stat().st_size
     result = FileIngest(path.name, entity, size)
@@ -161,7 +167,7 @@ def ingest_file(
     try:
         reader = con.sql(_read_query(path, entity, rejects, scans)).to_arrow_reader(STREAM_ROWS)
         dictionary = [f.name for f in schema if pa.types.is_dictionary(f.type) or f.name in _LOW_CARDINALITY]
-        with pq.ParquetWriter(target, schema, compression="snappy", use_dictionary=dictionary) as writer:
+        with pq.ParquetWriter(target, schema, compression=compression, use_dictionary=dictionary) as writer:
             for batch in reader:
                 n = batch.num_rows
                 positions = pa.array(np.arange(offset, offset + n, dtype=np.int64))
@@ -235,6 +241,7 @@ def ingest_batch(
     out: Path,
     hold: HoldRows,
     progress: Progress = no_progress,
+    compression: str = "snappy",
 ) -> IngestResult:
     """Read every CSV file the landing manifest lists into ``out/<entity>/<file>.parquet``; entities
     without a file get an empty Parquet file so the models always find their four sources."""
@@ -256,7 +263,7 @@ def ingest_batch(
         if path.stat().st_size != record.bytes:
             raise DataError(f"{path}: {path.stat().st_size} bytes, the manifest says {record.bytes}")
         target = out / entity.value / (name.removesuffix(".csv") + ".parquet")
-        file_result, held = ingest_file(con, path, entity, target, progress)
+        file_result, held = ingest_file(con, path, entity, target, progress, compression)
         result.files.append(file_result)
         seen.add(entity)
         if held.invalid is not None or held.rejected is not None:
