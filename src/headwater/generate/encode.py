@@ -239,16 +239,17 @@ def encode_chunk(
         ragged = np.asarray(sorted(r for r, _, k in defects if k is Defect.RAGGED_ROW), dtype=np.int64)
         total = int(offsets[-1])
         lines = [csv_lines(b.batch) for b in blocks]
+        every = [x for x in lines if x is not None]  # the blocks' lines, when no block needs the writer
         table: pa.Table | None = None
         for key, rows in split_by_partition(keys, total):
             local = np.flatnonzero(np.isin(rows, ragged)) if len(ragged) else ragged
-            if gather and len(local) == 0 and len(rows) == total and all(x is not None for x in lines):
-                views, ends = _line_buffers([x for x in lines if x is not None])
+            if gather and len(local) == 0 and len(rows) == total and len(every) == len(lines):
+                views, ends = _line_buffers(every)
                 pieces.append(Piece(key=key, rows=rows, row_ends=ends, parts=views))
                 continue
-            if all(x is not None for x in lines):
+            if len(every) == len(lines):
                 if len(rows) == total:  # every row, in order: the blocks' lines back to back
-                    data, ends = _join_lines([x for x in lines if x is not None])
+                    data, ends = _join_lines(every)
                 else:
                     data, ends = _value_bytes(_concat_lines(lines).take(pa.array(rows)))
                 data, ends = _make_ragged(data, ends, local)

@@ -37,8 +37,10 @@ def _translate(exc: duckdb.Error) -> WarehouseError:
 _HAS_MERGE = tuple(int(p) for p in duckdb.__version__.split(".")[:2] if p.isdigit()) >= (1, 4)
 
 
-def _sql_list(values: Sequence[str]) -> str:
-    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
+def _sql_list(paths: Sequence[Path]) -> str:
+    # transform.duckdb.sql_list's twin: importing it would load the transform package (sqlglot, ~70 ms)
+    # into every warehouse connection
+    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
 
 
 class DuckDBSession:
@@ -108,10 +110,6 @@ class DuckDBSession:
         )
         return [r[0] for r in rows]
 
-    def create_temp(self, name: str, columns: dict[str, SqlType]) -> None:
-        cols = ", ".join(f"{quote(n)} {t.render(self.dialect)}" for n, t in columns.items())
-        self.execute(f"CREATE OR REPLACE TEMP TABLE {quote(name)} ({cols})")
-
     def copy_into(
         self, table: str, source: pa.Table | Path | Sequence[Path], columns: dict[str, SqlType]
     ) -> int:
@@ -146,15 +144,12 @@ class DuckDBSession:
         else:
             self._views[name] = ""
             rows = sum(pq.read_metadata(f).num_rows for f in files)
-            scan = f"read_parquet({_sql_list([str(f) for f in files])}, union_by_name = true)"
+            scan = f"read_parquet({_sql_list(files)}, union_by_name = true)"
         self.execute(f"CREATE OR REPLACE TEMP VIEW {quote(name)} AS SELECT {cols} FROM {scan}")
         return rows
 
     def unstage(self, name: str) -> None:
-        arrow = self._views.pop(name, None)
-        if arrow is None:
-            self.execute(f"DROP TABLE {quote(name)}")
-            return
+        arrow = self._views.pop(name)
         self.execute(f"DROP VIEW {quote(name)}")
         if arrow:
             self.con.unregister(arrow)

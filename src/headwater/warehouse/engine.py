@@ -207,8 +207,8 @@ class SqlWarehouse(ABC):
     ) -> apply.Counts:
         """Load a batch into the table this load just created: every mode is an insert of the whole
         batch into an empty table (a merge's keys are checked first, as a merge checks them)."""
-        if request.mode is LoadMode.MERGE and not apply.check_source_keys(request.table, source, key, types):
-            apply.check_keys(s, request.table, stage, key)
+        if request.mode is LoadMode.MERGE:
+            _check_merge_keys(s, request.table, source, stage, types, key)
         return apply.append_rows(s, request.table, stage, columns)
 
     def _add_key(self, s: Session, table: str, key: tuple[str, ...]) -> None:
@@ -230,8 +230,7 @@ class SqlWarehouse(ABC):
             apply.check_keys(s, table, stage, request.dimension.natural_key)
             return apply.merge_dimension(s, table, stage, columns, request.dimension, now)
         if request.mode is LoadMode.MERGE:
-            if not apply.check_source_keys(table, source, key, types):
-                apply.check_keys(s, table, stage, key)
+            _check_merge_keys(s, table, source, stage, types, key)
             return apply.merge_rows(s, table, stage, columns, key)
         if request.mode is LoadMode.REPLACE_PARTITION:
             if not request.partition_column:
@@ -312,6 +311,14 @@ class SqlWarehouse(ABC):
                 rows = s.copy_into(t.name, t.files, t.columns) if t.files else 0
                 progress("restore", rows)
         self._meta_ready = False
+
+
+def _check_merge_keys(
+    s: Session, table: str, source: Source, stage: str, types: Mapping[str, SqlType], key: tuple[str, ...]
+) -> None:
+    """Refuse NULL or duplicate merge keys: on the source in NumPy where that is exact, else in SQL."""
+    if not apply.check_source_keys(table, source, key, types):
+        apply.check_keys(s, table, stage, key)
 
 
 def _describe(columns: Mapping[str, SqlType]) -> str:

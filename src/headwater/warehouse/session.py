@@ -60,10 +60,6 @@ class Session(Protocol):
 
     def table_names(self) -> list[str]: ...
 
-    def create_temp(self, name: str, columns: dict[str, SqlType]) -> None:
-        """Create a temporary (staging) table, dropped at the latest when the connection closes."""
-        ...
-
     def copy_into(
         self, table: str, source: pa.Table | Path | Sequence[Path], columns: dict[str, SqlType]
     ) -> int:
