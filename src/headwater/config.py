@@ -155,7 +155,8 @@ class GoodreadsSettings(_Model):
     spark_master: str = Field(default="local[2]", description="Spark master when engine is spark")
     load_review_text: bool = Field(
         default=True,
-        description="load review texts into the warehouse table review_text (else processed/ only)",
+        description="load the review texts into the warehouse (fact_reviews.review_text); false: they stay "
+        "in processed/ and the fact is loaded without them",
     )
 
 

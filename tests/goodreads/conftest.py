@@ -167,5 +167,4 @@ STAR_TABLES = [
     "dim_date",
     "bridge_book_author",
     "fact_reviews",
-    "review_text",
 ]

@@ -97,7 +97,6 @@ def test_goodreads_models_ship_and_load() -> None:
         "dim_user",
         "dim_date",
         "fact_reviews",
-        "review_texts",
         "book_authors",
     }
     order = [m.name for m in models]

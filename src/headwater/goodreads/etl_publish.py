@@ -6,9 +6,9 @@ Star schema (dimensions merged on their natural key, each row given a surrogate 
     dim_author (author_sk) --+                        +-- dim_user (user_sk)
                              |                        |
     dim_book (book_sk) ------+--- fact_reviews -------+-- dim_date (date_sk)
-         |                        (review_id)
-         |                            |  1:1
-    bridge_book_author            review_text (review_id; loaded when goodreads.load_review_text)
+         |                        (review_id; review_text loaded when goodreads.load_review_text)
+         |
+    bridge_book_author
     (book_id, author_id)
 
 Publishing one processed batch:
@@ -17,8 +17,7 @@ Publishing one processed batch:
    the same key are dropped (they were superseded; counted, not quarantined), so batches may load in any
    order;
 2. **orphans**: reviews whose user, book or author is neither in this batch nor in the warehouse are split
-   off to quarantine by a SPLIT gate (``fact_reviews_orphans``), their texts held back with them, the
-   rest goes on;
+   off to quarantine by a SPLIT gate (``fact_reviews_orphans``), the rest goes on;
 3. **gates** (HOLD): per table, not-null and unique keys, ratings in 1..5, the row count expected from the
    working batch, plus any ``quality.checks.<table>`` of the project file. One ``error`` failure holds the
    whole batch back: nothing is loaded, its failing rows are quarantined, one alert is sent;
@@ -93,7 +92,8 @@ FACT = StarTable(
     },
     not_null=("user_id", "book_id", "author_id", "date_key", "review_added_at", "review_rating"),
 )
-TEXT = StarTable("review_text", "review_texts", ("review_id",), versioned=True)
+# the texts are a column of the fact, left out of its load when goodreads.load_review_text is off
+TEXT_COLUMN = "review_text"
 STAR: tuple[StarTable, ...] = (
     StarTable("dim_author", "dim_author", ("author_id",), "author_sk", versioned=True),
     StarTable("dim_book", "dim_book", ("book_id",), "book_sk", versioned=True),
@@ -101,7 +101,6 @@ STAR: tuple[StarTable, ...] = (
     StarTable("dim_date", "dim_date", ("date_key",), "date_sk"),
     StarTable("bridge_book_author", "book_authors", ("book_id", "author_id")),
     FACT,
-    TEXT,
 )
 SURROGATES = {t.table: t.surrogate for t in STAR if t.surrogate}
 FACT_KEYS = {"user_sk": ("dim_user", "user_id"), "book_sk": ("dim_book", "book_id"),
@@ -198,7 +197,8 @@ class Publisher:
         progress: Progress = no_progress,
     ) -> None:
         self.settings = settings
-        self.tables = tuple(t for t in STAR if load_text or t is not TEXT)
+        self.tables = STAR
+        self.load_text = load_text
         self.wh = warehouse
         self.batch_key = batch_key
         self.batch_id = warehouse_batch_id(batch_key)
@@ -315,20 +315,7 @@ class Publisher:
         if gate.quarantined_rows:
             self.sources[FACT.table] = [clean]
             outcome.orphaned = gate.quarantined_rows
-            if TEXT in self.tables:
-                self._drop_texts_of_orphans()
         return gate
-
-    def _drop_texts_of_orphans(self) -> None:
-        """The texts of reviews held back as orphans are held back with them (they stay in processed/)."""
-        text = self.result.tables[TEXT.table]
-        before = self._rows(self.sources[TEXT.table])
-        self._write(
-            TEXT.table,
-            f"SELECT t.* FROM {self._relation(TEXT.table)} AS t WHERE EXISTS "
-            f"(SELECT 1 FROM {self._relation(FACT.table)} AS f WHERE f.review_id = t.review_id)",
-        )
-        text.orphaned = before - self._rows(self.sources[TEXT.table])
 
     def checks_for(self, spec: StarTable) -> list[Any]:
         """The built-in checks of a star table, then the project's own for it."""
@@ -372,11 +359,14 @@ class Publisher:
         return passed
 
     def load(self) -> None:
-        """Step 4: dimensions, bridge, fact, texts; each one transaction with its audit row."""
+        """Step 4: dimensions, bridge, fact; each one transaction with its audit row."""
         for spec in self.tables:
             outcome = self.result.tables[spec.table]
             if outcome.sent == 0:
                 continue
+            if spec is FACT and not self.load_text:  # the texts stay in processed/ (and landing)
+                fact = self._relation(FACT.table)
+                self._write(FACT.table, f"SELECT * EXCLUDE ({quote_identifier(TEXT_COLUMN)}) FROM {fact}")
             request = self._request(spec)
             outcome.load = self.wh.load(self.sources[spec.table], request)
             self.progress("load rows", outcome.sent)

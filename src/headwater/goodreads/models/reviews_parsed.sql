@@ -1,8 +1,8 @@
 -- Review dates parsed from 'Tue Feb 11 18:08:25 -0800 2020' (fixed width, checked when the batch was
 -- read): normalised to UTC (18:08:25 at UTC-8 is 02:08:25 UTC the next day), and the offset kept in
--- minutes east of UTC (-480), and the text's measures (length in characters and in words); the text
--- itself is read by review_texts straight from reviews_latest. A view: when this was a table holding the
--- texts (four fifths of the bytes) for both outputs, a 10 GB batch spilled it past the memory limit.
+-- minutes east of UTC (-480), and the text's measures (length in characters and in words). A view: when
+-- this was a table holding the texts (four fifths of the bytes), a 10 GB batch spilled it past the memory
+-- limit; fact_reviews, its one reader, streams the text through.
 -- unique: review_id
 SELECT
     review_id,
@@ -16,6 +16,7 @@ SELECT
             ELSE length(review_text) - length(replace(review_text, ' ', '')) + 1
         END AS INTEGER
     ) AS review_words,
+    review_text,
     review_rating,
     review_votes,
     spoiler_flag,
