@@ -21,6 +21,7 @@ from headwater.config import Settings
 from headwater.errors import DataError
 from headwater.events.source import Month
 from headwater.manifest import write_atomic
+from headwater.sqltext import sql_list
 
 
 @dataclass
@@ -196,10 +197,9 @@ def analyse(settings: Settings, months: list[Month], top_n: int | None = None) -
                 f"{uri}: month {month} has not been processed; run: headwater events process --month {month}"
             )
         paths.append(uri)
-    quoted = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
     cols = "event_time, user_id, company_id"
     return analyse_table(
-        f"(SELECT {cols} FROM read_parquet([{quoted}]))",
+        f"(SELECT {cols} FROM read_parquet({sql_list(paths)}))",
         [str(m) for m in months],
         top_n or settings.events.top_n,
     )

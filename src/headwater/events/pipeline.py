@@ -44,6 +44,7 @@ from headwater.errors import DataError, HeadwaterError
 from headwater.events.parse import DUCKDB_TYPES, ROW_GROUP, ParseStats, parse_month_csv
 from headwater.events.source import Month, MonthFile, fetch_local, find_month, store_options
 from headwater.progress import Progress, no_progress
+from headwater.sqltext import sql_string as _sql_str
 from headwater.storage import Scheme, open_store, parse_location
 from headwater.warehouse import LoadMode, LoadRequest, LoadResult, warehouse_from_settings
 
@@ -175,10 +176,6 @@ def _connect(settings: Settings, tmp: Path) -> duckdb.DuckDBPyConnection:
     con.execute(f"SET temp_directory = '{tmp.as_posix()}'")
     con.execute("SET preserve_insertion_order = true")
     return con
-
-
-def _sql_str(text: str | Path) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
 
 
 def _check_header(path: Path, shown: str) -> None:

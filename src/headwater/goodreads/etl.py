@@ -48,9 +48,9 @@ from headwater.observe.alerts import Alert, send_alert
 from headwater.progress import Progress, no_progress
 from headwater.quality import quarantine_rows
 from headwater.quality.gate import ALERT_STATE_DIR
+from headwater.sqltext import quote_identifier, sql_list
 from headwater.storage import Zone
 from headwater.transform import DuckDBEngine, ModelSet, SparkEngine, TransformEngine, load_models
-from headwater.transform.duckdb import quote_identifier, sql_list
 from headwater.warehouse import Warehouse, warehouse_from_settings
 
 __all__ = [

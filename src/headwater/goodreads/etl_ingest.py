@@ -37,7 +37,7 @@ from headwater.goodreads.etl_schema import (
 )
 from headwater.manifest import Manifest
 from headwater.progress import Progress, no_progress
-from headwater.transform.duckdb import sql_string
+from headwater.sqltext import sql_string
 
 REASON = "_hw_reason"
 LINE = "_hw_line"

@@ -55,7 +55,7 @@ from headwater.quality import (
     parse_checks,
 )
 from headwater.quality import run_checks as run_quality_checks
-from headwater.transform.duckdb import quote_identifier, sql_list, sql_string
+from headwater.sqltext import quote_identifier, sql_list, sql_string
 from headwater.warehouse import LoadMode, LoadRequest, LoadResult, Warehouse
 from headwater.warehouse.star import dimension_request, fact_request
 

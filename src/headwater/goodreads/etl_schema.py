@@ -12,6 +12,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from headwater.sqltext import sql_string as _text
+
 DATASET = "goodreads"
 FILE_COLUMN = "_hw_file"
 ROW_COLUMN = "_hw_row"
@@ -118,10 +120,6 @@ class RowRule:
 
     failing: str
     reason: str
-
-
-def _text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _shown(column: str) -> str:

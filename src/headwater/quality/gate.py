@@ -41,6 +41,7 @@ from headwater.quality.quarantine import CHECK_SEPARATOR, QuarantineEntry, quara
 from headwater.quality.runner import CheckReport, failing_row_ids, row_reason, run_checks
 from headwater.quality.sql import ROW_ID
 from headwater.quality.targets import BatchTarget, RefSource
+from headwater.sqltext import sql_string
 
 if TYPE_CHECKING:
     from headwater.warehouse import Warehouse
@@ -176,8 +177,9 @@ def _clean_rows(target: BatchTarget, failing: pa.Table, clean_path: Path | None)
     )
     try:
         if clean_path is not None:
-            literal = "'" + str(clean_path).replace("'", "''") + "'"
-            target.con.execute(f"COPY ({sql}) TO {literal} (FORMAT parquet, COMPRESSION zstd)").fetchall()
+            target.con.execute(
+                f"COPY ({sql}) TO {sql_string(clean_path)} (FORMAT parquet, COMPRESSION zstd)"
+            ).fetchall()
             return None
         return target.query(sql)
     finally:

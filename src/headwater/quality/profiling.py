@@ -36,6 +36,8 @@ import pyarrow.csv as pacsv
 from headwater.errors import DataError, UsageError, WarehouseBusyError
 from headwater.progress import Progress, no_progress
 from headwater.quality.suggest import shape_regex, suggest_checks
+from headwater.sqltext import quote_identifier as _q
+from headwater.sqltext import sql_string as _s
 
 if TYPE_CHECKING:
     from headwater.warehouse import Warehouse
@@ -50,14 +52,6 @@ CSV_BLOCK = 16 << 20  # PyArrow CSV block: 16 MiB parsed ~1.6x faster than the 1
 TOP_EXACT_SHARE = 0.1  # top values are counted exactly when distinct values are at most this share of rows
 LOW_CARDINALITY = 50  # at most this many distinct values: count them all exactly
 DATE_FLOOR = dt.datetime(1900, 1, 1)
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _s(text: object) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
 
 
 def value_shapes(values: Sequence[str], top: int = 5) -> list[tuple[str, float]]:

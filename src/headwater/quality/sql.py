@@ -36,6 +36,7 @@ from headwater.quality.checks import (
     Scalar,
     UniqueCheck,
 )
+from headwater.sqltext import quote_identifier, sql_string
 
 T = "_hw_t"  # the checked rows, in every query
 ROW_ID = "_hw_row"  # a stable row id, where the target has one (batches checked before publishing)
@@ -63,7 +64,7 @@ def quote(name: str) -> str:
     """A double-quoted identifier (DuckDB/PostgreSQL style; sqlglot turns it into backticks for Spark)."""
     if not name or "\x00" in name:
         raise UsageError(f"identifier {name!r}: empty or contains NUL")
-    return '"' + name.replace('"', '""') + '"'
+    return quote_identifier(name)
 
 
 def literal(value: Scalar) -> str:
@@ -82,7 +83,7 @@ def literal(value: Scalar) -> str:
         return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
     if isinstance(value, dt.date):
         return f"DATE '{value.isoformat()}'"
-    return "'" + str(value).replace("'", "''") + "'"
+    return sql_string(value)
 
 
 @lru_cache(maxsize=512)

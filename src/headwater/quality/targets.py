@@ -29,6 +29,7 @@ import pyarrow.csv as pacsv
 
 from headwater.errors import DataError, UsageError
 from headwater.quality.sql import ROW_ID, Engine, literal, quote, transpile
+from headwater.sqltext import sql_string as _sql_path
 
 if TYPE_CHECKING:
     from headwater.warehouse import Warehouse
@@ -54,10 +55,6 @@ class CheckTarget(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def _sql_path(path: Path | str) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
 
 
 def _path_list(paths: Sequence[Path]) -> str:

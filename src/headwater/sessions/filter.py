@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Literal as TypingLiteral
 
 from headwater.errors import UsageError
+from headwater.sqltext import sql_string
 
 MAX_QUERY_CHARS = 4000
 MAX_DEPTH = 64
@@ -304,7 +305,7 @@ def render_literal(lit: Literal) -> str:
     if lit.kind == "bool":
         return "true" if value else "false"
     if lit.kind == "string":
-        return "'" + str(value).replace("'", "''") + "'"
+        return sql_string(value)
     if lit.kind == "timestamp":
         assert isinstance(value, dt.datetime)
         return value.isoformat()

@@ -20,21 +20,9 @@ import duckdb
 
 from headwater.errors import DataError
 from headwater.progress import Progress, no_progress
+from headwater.sqltext import quote_identifier, sql_list, sql_string
 from headwater.transform.base import EngineKind, TransformResult, check_sources, describe_output
 from headwater.transform.model import Materialize, ModelSet
-
-
-def sql_string(value: str | Path) -> str:
-    """A SQL string literal."""
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def sql_list(paths: Sequence[str | Path]) -> str:
-    return "[" + ", ".join(sql_string(p) for p in paths) + "]"
-
-
-def quote_identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from headwater.errors import WarehouseBusyError, WarehouseError
+from headwater.sqltext import sql_list, sql_string
 from headwater.warehouse.engine import SqlWarehouse, source_files
 from headwater.warehouse.session import quote, quote_all
 from headwater.warehouse.types import Dialect, SqlType, parse_sql_type
@@ -35,12 +36,6 @@ def _translate(exc: duckdb.Error) -> WarehouseError:
 
 
 _HAS_MERGE = tuple(int(p) for p in duckdb.__version__.split(".")[:2] if p.isdigit()) >= (1, 4)
-
-
-def _sql_list(paths: Sequence[Path]) -> str:
-    # transform.duckdb.sql_list's twin: importing it would load the transform package (sqlglot, ~70 ms)
-    # into every warehouse connection
-    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
 
 
 class DuckDBSession:
@@ -144,7 +139,7 @@ class DuckDBSession:
         else:
             self._views[name] = ""
             rows = sum(pq.read_metadata(f).num_rows for f in files)
-            scan = f"read_parquet({_sql_list(files)}, union_by_name = true)"
+            scan = f"read_parquet({sql_list(files)}, union_by_name = true)"
         self.execute(f"CREATE OR REPLACE TEMP VIEW {quote(name)} AS SELECT {cols} FROM {scan}")
         return rows
 
@@ -156,8 +151,7 @@ class DuckDBSession:
 
     def export_parquet(self, sql: str, columns: dict[str, SqlType], path: Path) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
-        literal = "'" + str(path).replace("'", "''") + "'"
-        self.execute(f"COPY ({sql}) TO {literal} (FORMAT parquet, COMPRESSION zstd)")
+        self.execute(f"COPY ({sql}) TO {sql_string(path)} (FORMAT parquet, COMPRESSION zstd)")
         return int(pq.read_metadata(path).num_rows)
 
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from headwater.errors import UsageError
+from headwater.sqltext import quote_identifier
 from headwater.warehouse.types import Dialect, SqlType
 
 MAX_IDENTIFIER = 63  # PostgreSQL silently truncates longer names; refuse them on both backends
@@ -24,7 +25,7 @@ def quote(name: str) -> str:
         raise UsageError(
             f"identifier {name!r}: must be 1-{MAX_IDENTIFIER} bytes without NUL, '?' or '%'; rename it"
         )
-    return '"' + name.replace('"', '""') + '"'
+    return quote_identifier(name)
 
 
 def quote_all(names: Sequence[str], prefix: str = "") -> str:
