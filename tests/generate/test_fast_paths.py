@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import decimal
+import os
+import shutil
+import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -193,20 +197,46 @@ def test_spilled_pieces_round_trip(tmp_path: Path) -> None:
     release(big.pieces[0])
 
 
+def _spill_parent() -> Path:
+    shm = Path("/dev/shm")
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
+
+
 def test_two_workers_with_a_size_target_leave_no_spill_files(tmp_path: Path) -> None:
     schema = load_schema_text(
         "tables: {t: {rows: 10, main: true, columns: {id: {type: int, generator: sequence}, "
         "note: {type: string, generator: words, min_words: 5, max_words: 5}}}}",
         "s.yaml",
     )
+    parent = _spill_parent()
+    before = set(parent.glob("headwater-chunks-*"))
     one = generate(schema, tmp_path / "one", GenerateOptions(size=3_000_000, chunk_rows=65_536))
     two = generate(schema, tmp_path / "two", GenerateOptions(size=3_000_000, chunk_rows=65_536, workers=2))
     assert [(f.path, f.sha256) for f in one.manifest.files] == [
         (f.path, f.sha256) for f in two.manifest.files
     ]
-    shm = Path("/dev/shm")
-    if shm.is_dir():
-        assert not list(shm.glob("headwater-chunks-*"))
+    assert not set(parent.glob("headwater-chunks-*")) - before
+
+
+def test_chunk_folders_of_a_killed_generator_are_removed_by_the_next(tmp_path: Path) -> None:
+    parent = _spill_parent()
+    child = subprocess.Popen(["sleep", "0"])  # its process id is free once it has exited
+    child.wait()
+    stale = parent / f"headwater-chunks-{child.pid}-test"
+    stale.mkdir()
+    (stale / "1-0.csv").write_bytes(b"x" * 100)
+    alive = parent / f"headwater-chunks-{os.getppid()}-test"  # a running process: kept
+    alive.mkdir()
+    try:
+        schema = load_schema_text(
+            "tables: {t: {rows: 10, main: true, columns: {id: {type: int, generator: sequence}}}}", "s.yaml"
+        )
+        generate(schema, tmp_path / "out", GenerateOptions(rows=200_000, chunk_rows=65_536, workers=2))
+        assert not stale.exists()
+        assert alive.is_dir()
+    finally:
+        shutil.rmtree(stale, ignore_errors=True)
+        shutil.rmtree(alive, ignore_errors=True)
 
 
 def test_to_decimal_is_the_cast_of_the_rounded_floats() -> None:

@@ -484,12 +484,32 @@ def _pool(workers: int, plan: _Plan) -> ProcessPoolExecutor | None:
     )
 
 
+SPILL_PREFIX = "headwater-chunks-"
+
+
 def _spill_dir() -> str:
     """A private temporary folder for chunks on their way from the workers: in RAM (/dev/shm)
-    where there is one, else in the system's temporary folder. Removed when the table is done."""
+    where there is one, else in the system's temporary folder. Removed when the table is done; the
+    folders of a generator that was killed (named after its process id) are removed by the next one,
+    as they would otherwise hold RAM until the machine restarts."""
     shm = Path("/dev/shm")
     ram = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
-    return tempfile.mkdtemp(prefix="headwater-chunks-", dir=ram)
+    _sweep_dead_spill_dirs(Path(ram or tempfile.gettempdir()))
+    return tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{os.getpid()}-", dir=ram)
+
+
+def _sweep_dead_spill_dirs(parent: Path) -> None:
+    """Remove ``parent``'s chunk folders whose generator process no longer runs (same user only)."""
+    for folder in parent.glob(f"{SPILL_PREFIX}*-*"):
+        pid = folder.name.removeprefix(SPILL_PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # alive but another user's (EPERM), or unknown: leave it
+            continue
 
 
 def _ready() -> None:
