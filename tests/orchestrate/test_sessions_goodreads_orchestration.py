@@ -4,12 +4,13 @@ ETL has its 10-minute schedule and landing sensor."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import dagster as dg
 
 from headwater.orchestrate import build_definitions
-from headwater.sessions import SessionStatus, open_catalog, upload_sessions
+from headwater.sessions import FileZone, SessionStatus, open_catalog, upload_sessions
 from tests.sessions import plugins
 from tests.sessions.conftest import make_project, make_sessions
 
@@ -57,6 +58,32 @@ def test_uploaded_sessions_are_preprocessed_once_and_failures_fail_the_run(tmp_p
             assert not again.run_requests
     finally:
         plugins.FAIL_SESSIONS.discard(bad)
+
+
+def test_a_run_takes_back_the_claim_its_dead_attempt_left_and_no_other_run_does(tmp_path: Path) -> None:
+    settings = make_project(tmp_path / "p", orchestrate={"retry_delay": 0.01})
+    (folder,) = make_sessions(tmp_path / "lab", count=1)
+    upload_sessions(settings, tmp_path / "lab")
+    sid = folder.name
+    run_id = str(uuid.uuid4())
+    catalog = open_catalog(settings)
+    # an attempt of this run claimed the session, then died (killed) without releasing the claim
+    left = catalog.claim(sid, force=False, claim_timeout=3600, owner=f"dagster-run:{run_id}")
+    assert left.claimed
+    job = build_definitions(settings).resolve_job_def("sessions_job")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("sessions", [sid])
+        other = job.execute_in_process(instance=instance, partition_key=sid)  # another run: a no-op
+        assert other.success
+        record = catalog.get(sid)
+        assert record is not None
+        assert record.status is SessionStatus.PREPROCESSING
+        same = job.execute_in_process(instance=instance, partition_key=sid, run_id=run_id)
+        assert same.success
+    record = catalog.get(sid)
+    assert record is not None
+    assert record.status is SessionStatus.READY
+    assert record.files_in(FileZone.PROCESSED)
 
 
 def test_goodreads_schedule_and_sensor_are_defined(tmp_path: Path) -> None:

@@ -409,3 +409,22 @@ def test_a_read_only_postgres_role_can_query_but_not_write(
         with psycopg.connect(url, autocommit=True) as con:
             con.execute(f'DROP OWNED BY "{role}"')
             con.execute(f'DROP ROLE "{role}"')
+
+
+def test_a_claim_left_by_a_dead_attempt_is_taken_back_by_the_same_owner_only(filled: Catalog) -> None:
+    sid = "20210202_100000"
+    dead = filled.claim(sid, force=False, claim_timeout=3600, owner="dagster-run:r1")
+    assert dead.claimed
+    assert not filled.claim(sid, force=True, claim_timeout=3600).claimed  # no owner: a live claim
+    assert not filled.claim(sid, force=True, claim_timeout=3600, owner="dagster-run:r2").claimed
+    assert not filled.claim(sid, force=True, claim_timeout=3600, owner="dagster-run:r").claimed  # a prefix
+    retry = filled.claim(sid, force=True, claim_timeout=3600, owner="dagster-run:r1")
+    assert retry.claimed
+    assert retry.attempts == 2
+    assert retry.claim_id != dead.claim_id
+    with pytest.raises(PreprocessError, match="claim was lost"):
+        filled.mark_failed(dead, "the dead attempt came back")  # it records nothing
+    filled.mark_failed(retry, "ValueError: boom")
+    record = filled.get(sid)
+    assert record is not None
+    assert record.status is SessionStatus.FAILED

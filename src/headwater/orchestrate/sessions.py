@@ -6,8 +6,9 @@
   a session is never requested twice, and the catalog's atomic claim makes a duplicate run a no-op. A
   claim abandoned by a dead worker (older than ``sessions.claim_timeout``) is requested again under a
   new key, ``session:<id>:reclaim:<claimed_at>``.
-* ``session_features`` calls the configured preprocessor. Its retries re-claim the session the failed
-  attempt marked ``failed``; when the retries are exhausted the run fails and ``alert_on_run_failure``
+* ``session_features`` calls the configured preprocessor, claiming the session under the run's id. Its
+  retries re-claim the session the failed attempt marked ``failed``, or the claim an attempt that died
+  (killed, out of memory) left live under the same run id; when the retries are exhausted the run fails and ``alert_on_run_failure``
   sends one alert (the core is told not to alert, so there is exactly one per failure).
 """
 
@@ -34,7 +35,13 @@ def build_sessions(settings: Settings) -> dict[str, list[object]]:
     )
     def session_features(context: dg.AssetExecutionContext) -> dg.MaterializeResult:  # type: ignore[type-arg]
         retrying = context.retry_number > 0
-        result = preprocess_session(settings, context.partition_key, force=retrying, alert=False)
+        result = preprocess_session(
+            settings,
+            context.partition_key,
+            force=retrying,
+            alert=False,
+            owner=f"dagster-run:{context.run.run_id}",  # a retry takes back a claim its dead attempt left
+        )
         context.log.info(f"session {result.session_id}: {result.status} ({result.message or 'preprocessed'})")
         return dg.MaterializeResult(
             metadata={

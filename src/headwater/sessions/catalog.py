@@ -287,21 +287,26 @@ class Catalog:
             for r in rows
         ]
 
-    def claim(self, session_id: str, *, force: bool, claim_timeout: float) -> Claim:
+    def claim(self, session_id: str, *, force: bool, claim_timeout: float, owner: str | None = None) -> Claim:
         """Move the session to ``preprocessing`` in one conditional UPDATE, so of two racing callers exactly
         one wins. Claimable: uploaded, failed (a retry), a claim older than ``claim_timeout``; ready only
-        with ``force``. A live claim of another worker is never taken."""
+        with ``force``. A live claim of another worker is never taken. ``owner`` names the claimant across
+        attempts (e.g. an orchestrator's run id): a live claim made under the same owner is taken back, so
+        a retry after an attempt that died holding the claim runs instead of waiting out the timeout. Each
+        claim still gets its own id, so the earlier attempt, should it finish after all, finds its claim
+        lost and records nothing."""
         now = utcnow()
-        claim_id = uuid.uuid4().hex
+        claim_id = f"{owner}:{uuid.uuid4().hex}" if owner else uuid.uuid4().hex
         allowed = [SessionStatus.UPLOADED.value, SessionStatus.FAILED.value]
         if force:
             allowed.append(SessionStatus.READY.value)
         marks = ", ".join("?" for _ in allowed)
+        own = " OR (status = ? AND substr(claim_id, 1, ?) = ?)" if owner else ""
         with self._write() as con:
             cur = con.execute(
                 "UPDATE sessions SET status = ?, claim_id = ?, claimed_at = ?, updated_at = ?, reason = NULL, "
                 f"attempts = attempts + 1 WHERE session_id = ? AND (status IN ({marks}) "
-                "OR (status = ? AND claimed_at < ?))",
+                f"OR (status = ? AND claimed_at < ?){own})",
                 (
                     SessionStatus.PREPROCESSING.value,
                     claim_id,
@@ -311,6 +316,7 @@ class Catalog:
                     *allowed,
                     SessionStatus.PREPROCESSING.value,
                     self._ts(now - dt.timedelta(seconds=claim_timeout)),
+                    *((SessionStatus.PREPROCESSING.value, len(owner) + 1, owner + ":") if owner else ()),
                 ),
             )
             claimed = cur.rowcount == 1

@@ -165,14 +165,17 @@ def preprocess_session(
     alert: bool = True,
     catalog: Catalog | None = None,
     progress: Progress = no_progress,
+    owner: str | None = None,
 ) -> PreprocessResult:
     """Preprocess one session exactly once (see the module docstring). Returns a no-op result when the
     session is ready (without ``force``) or claimed by a live worker; raises a HeadwaterError (the session
     marked failed, one alert sent when ``alert``) when the preprocessor or a step after it fails. A
-    preprocessor setting that does not load raises ConfigError before any session is touched."""
+    preprocessor setting that does not load raises ConfigError before any session is touched.
+    ``owner`` (e.g. an orchestrator's run id) lets a later attempt of the same owner take back a claim an
+    earlier attempt left behind when it died (see :meth:`Catalog.claim`)."""
     name, func = load_preprocessor(settings.sessions.preprocessor)
     catalog = catalog or open_catalog(settings)
-    claim = catalog.claim(session_id, force=force, claim_timeout=settings.sessions.claim_timeout)
+    claim = catalog.claim(session_id, force=force, claim_timeout=settings.sessions.claim_timeout, owner=owner)
     if claim.status is None:
         raise UsageError(f"session {session_id}: not in the catalog {catalog.url}")
     if not claim.claimed:
