@@ -17,7 +17,7 @@ import pyarrow.csv as pacsv
 import pytest
 
 from headwater.errors import SchemaError
-from headwater.generate import GenerateOptions, generate
+from headwater.generate import GenerateOptions, engine, generate
 from headwater.generate.columns import (
     BlockContext,
     _email_local,
@@ -28,7 +28,19 @@ from headwater.generate.columns import (
     to_decimal,
     uuid_text,
 )
-from headwater.generate.encode import ChunkResult, Piece, csv_lines, encode_csv, release, spill, unspill
+from headwater.generate.encode import (
+    ChunkResult,
+    Piece,
+    Slot,
+    csv_bytes,
+    csv_lines,
+    encode_csv,
+    forget_mappings,
+    release,
+    spill,
+    unspill,
+)
+from headwater.generate.engine import MIB, _Slots
 from headwater.generate.strings import concat_rows
 from headwater.generate.vocab import vocabulary
 from headwater.schema import load_schema_text
@@ -195,6 +207,85 @@ def test_spilled_pieces_round_trip(tmp_path: Path) -> None:
     unspill(big.pieces[0], buffers, 1)
     assert bytes(big.pieces[0].csv or b"") == b"z" * 1000
     release(big.pieces[0])
+
+
+def test_pieces_travel_in_a_slot_when_they_fit_and_as_files_when_not(tmp_path: Path) -> None:
+    path = tmp_path / "slot-0.bin"
+    path.write_bytes(b"")
+    os.truncate(path, 64)
+    slot = Slot(str(path), 64)
+
+    def chunk(index: int, text: bytes) -> ChunkResult:
+        parts = [pa.py_buffer(text[:3]), pa.py_buffer(b""), pa.py_buffer(text[3:])]
+        ends = np.array([len(text)])
+        pieces = [Piece(None, np.arange(1), text, ends), Piece(1, np.arange(1), None, ends, parts=parts)]
+        return ChunkResult("t", index, 2, pieces, [], {})
+
+    small = spill(chunk(0, b"1,abc\n"), str(tmp_path), slot)
+    assert [p.slot for p in small.pieces] == [(str(path), 0, 6), (str(path), 6, 6)]
+    assert all(p.csv is None and p.parts is None and p.spill is None for p in small.pieces)
+    assert csv_bytes(small) == 12
+    buffers: list[bytearray] = []
+    for i, piece in enumerate(small.pieces):
+        unspill(piece, buffers, i)
+    assert [bytes(p.csv or b"") for p in small.pieces] == [b"1,abc\n", b"1,abc\n"]
+    assert not buffers  # read in place from the mapping, no copy
+    for piece in small.pieces:
+        release(piece)
+        assert piece.csv is None
+    # the slot is used again for the next chunk; one too large for it travels as files
+    again = spill(chunk(1, b"2,de\n"), str(tmp_path), slot)
+    unspill(again.pieces[1], buffers, 0)
+    assert bytes(again.pieces[1].csv or b"") == b"2,de\n"
+    release(again.pieces[1])
+    big = spill(chunk(2, b"3," + b"x" * 40 + b"\n"), str(tmp_path), slot)
+    assert all(p.slot is None and p.spill is not None for p in big.pieces)
+    for i, piece in enumerate(big.pieces):
+        unspill(piece, buffers, i)
+        assert bytes(piece.csv or b"") == b"3," + b"x" * 40 + b"\n"
+        release(piece)
+    forget_mappings(str(tmp_path))
+
+
+def test_two_workers_carry_chunks_in_slots_and_grow_them_for_larger_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schema = load_schema_text(
+        "tables: {narrow: {rows: 200000, columns: {id: {type: int, generator: sequence}}}, "
+        "wide: {rows: 3000000, main: true, columns: {id: {type: int, generator: sequence}, "
+        "note: {type: string, generator: words, min_words: 5, max_words: 9}}}}",
+        "s.yaml",
+    )
+    one = generate(schema, tmp_path / "one", GenerateOptions(chunk_rows=65_536))
+    travelled: list[str] = []
+
+    def counting(piece: Piece, buffers: list[bytearray], slot: int) -> None:
+        travelled.append("slot" if piece.slot else "file" if piece.spill else "bytes")
+        unspill(piece, buffers, slot)
+
+    # the fork server outlives a run: once it is up, workers start in milliseconds and this process makes
+    # few chunks itself while they do
+    generate(schema, tmp_path / "warm", GenerateOptions(rows=10, workers=2))
+    monkeypatch.setattr(engine, "unspill", counting)
+    two = generate(schema, tmp_path / "two", GenerateOptions(chunk_rows=65_536, workers=2))
+    assert [(f.path, f.sha256) for f in one.manifest.files] == [
+        (f.path, f.sha256) for f in two.manifest.files
+    ]
+    assert travelled.count("slot") >= 25  # of 50 chunks: the first ones are made here, or travel as files
+    slots = _Slots(str(tmp_path), 2, 1_000_000)
+    assert slots.capacity == 2 * MIB  # the largest chunk seen plus an eighth, in whole MiB
+    taken = slots.take()
+    assert taken is not None
+    assert os.path.getsize(taken.path) == 2 * MIB
+    wide = ChunkResult("t", 0, 1, [Piece(None, np.arange(1), b"", np.array([3_000_000]))], [], {})
+    slots.observe(wide)
+    assert slots.capacity == 4 * MIB
+    assert slots.take() is not None
+    assert slots.take() is None  # every slot in use: the next chunk travels as a file
+    slots.give(taken)
+    grown = slots.take()
+    assert grown is not None
+    assert grown.capacity == os.path.getsize(grown.path) == 4 * MIB
 
 
 def _spill_parent() -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import mmap
 import os
 from dataclasses import dataclass
 
@@ -31,10 +32,23 @@ class Piece:
     csv: bytes | memoryview | None = None
     row_ends: np.ndarray | None = None
     parts: list[pa.Buffer] | None = None
-    """``csv`` as buffers to write one after the other (no joined copy), for :func:`spill` only."""
+    """``csv`` as buffers to lay end to end (no joined copy first), for :func:`spill` and :func:`unspill`."""
     table: pa.Table | None = None
     spill: str | None = None
     """A file holding ``csv`` while the piece travels from a worker to the writing process."""
+    slot: tuple[str, int, int] | None = None
+    """Where in a :class:`Slot` (its path, offset, length) ``csv`` travels instead of a file."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A file in the spill folder that the writing process and the workers map and keep mapped for the
+    whole run, carrying one chunk at a time: a worker copies a chunk's text in, the writing process
+    hashes and writes it out straight from its own mapping. Unlike a file per chunk, its RAM is
+    allocated once and never read back into another buffer."""
+
+    path: str
+    capacity: int
 
 
 @dataclass
@@ -223,8 +237,9 @@ def encode_chunk(
     gather: bool = False,
 ) -> ChunkResult:
     """Gather a chunk's blocks into pieces for the sink. ``gather``: a piece of every row in order
-    may keep its text as the blocks' buffers (``Piece.parts``) for :func:`spill` to write one after
-    the other, instead of joining them into one copy first."""
+    may keep its text as the blocks' buffers (``Piece.parts``) for :func:`spill` or :func:`unspill` to
+    copy one after the other into a slot or a reused buffer, instead of joining them into a new copy
+    first (whose fresh pages cost more to fault in than the copy itself)."""
     offsets = np.cumsum([0] + [b.batch.num_rows for b in blocks])
     defects = [(int(offsets[i]) + r, c, k) for i, b in enumerate(blocks) for (r, c, k) in b.defects]
     aggregates: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
@@ -273,11 +288,65 @@ def encode_chunk(
 _spilled = itertools.count()
 
 
-def spill(result: ChunkResult, folder: str) -> ChunkResult:
-    """Move the CSV text of ``result`` into files under ``folder`` (a RAM-backed temporary folder),
-    so that a worker hands a chunk to the writing process as a path instead of pickling tens of
-    megabytes through a pipe (which cost the writing process more CPU than hashing and writing
-    them). A piece whose file cannot be written (e.g. the folder is full) keeps its bytes."""
+_MAPPINGS: dict[str, mmap.mmap] = {}
+
+
+def _mapping(path: str, size: int) -> mmap.mmap:
+    """This process's mapping of slot file ``path``, at least ``size`` bytes (kept for the next chunk;
+    mapped again, larger, after the slot grew)."""
+    mm = _MAPPINGS.get(path)
+    if mm is None or len(mm) < size:
+        with open(path, "r+b") as fh:
+            mm = mmap.mmap(fh.fileno(), size)
+        _MAPPINGS[path] = mm  # a smaller mapping is dropped, unmapped once no view holds it
+    return mm
+
+
+def forget_mappings(folder: str) -> None:
+    """Drop this process's mappings of the slots under ``folder`` (the run is over)."""
+    for path in [p for p in _MAPPINGS if os.path.dirname(p) == folder]:
+        del _MAPPINGS[path]
+
+
+def csv_bytes(result: ChunkResult) -> int:
+    """Bytes of CSV text in ``result`` (0 for Parquet)."""
+    return sum(int(p.row_ends[-1]) for p in result.pieces if p.row_ends is not None and len(p.row_ends))
+
+
+def _piece_size(piece: Piece) -> int:
+    if piece.parts is not None:
+        return sum(p.size for p in piece.parts)
+    return 0 if piece.csv is None else len(piece.csv)
+
+
+def _to_slot(result: ChunkResult, slot: Slot) -> bool:
+    """Copy the CSV text of every piece of ``result`` into ``slot``, one after the other; False (nothing
+    moved) when it does not fit."""
+    sizes = [_piece_size(p) for p in result.pieces]
+    if not 0 < sum(sizes) <= slot.capacity:
+        return False
+    mm = _mapping(slot.path, slot.capacity)
+    offset = 0
+    for piece, size in zip(result.pieces, sizes, strict=True):
+        if piece.parts is None and piece.csv is None:
+            continue
+        start = offset
+        for part in piece.parts or [piece.csv]:
+            view = memoryview(part).cast("B")
+            mm[offset : offset + view.nbytes] = view
+            offset += view.nbytes
+        piece.csv, piece.parts, piece.slot = None, None, (slot.path, start, size)
+    return True
+
+
+def spill(result: ChunkResult, folder: str, slot: Slot | None = None) -> ChunkResult:
+    """Move the CSV text of ``result`` into ``slot`` when it fits, else into files under ``folder`` (a
+    RAM-backed temporary folder), so that a worker hands a chunk to the writing process as a place
+    instead of pickling tens of megabytes through a pipe (which cost the writing process more CPU than
+    hashing and writing them). A piece whose file cannot be written (e.g. the folder is full) keeps
+    its bytes."""
+    if slot is not None and _to_slot(result, slot):
+        return result
     for piece in result.pieces:
         if piece.parts is not None and not sum(p.size for p in piece.parts):
             piece.csv, piece.parts = b"", None
@@ -299,19 +368,30 @@ def spill(result: ChunkResult, folder: str) -> ChunkResult:
 
 
 def unspill(piece: Piece, buffers: list[bytearray], slot: int) -> None:
-    """Read a spilled piece's file back as its ``csv`` into ``buffers[slot]`` (grown when too small,
-    kept for the next chunk) and remove the file. Reading into a buffer that is reused, then
-    writing from it, costs half the CPU of writing from a fresh mapping of the file: the mapping's
-    pages fault in one by one (or, populated up front, still cost twice as much)."""
+    """Make a piece that travelled in a :class:`Slot` or a file a ``csv`` again: a view of this process's
+    mapping of the slot (no copy), or the file read back into ``buffers[slot]`` (grown when too small,
+    kept for the next chunk) and the file removed. Reading into a buffer that is reused, then writing
+    from it, costs half the CPU of writing from a fresh mapping of a file: the mapping's pages fault in
+    one by one (or, populated up front, still cost twice as much); a slot's mapping is not fresh after
+    its first chunk."""
+    if piece.slot is not None:
+        path, offset, size = piece.slot
+        piece.csv, piece.slot = memoryview(_mapping(path, offset + size))[offset : offset + size], None
+        return
+    if piece.parts is not None:  # made in this process: laid end to end in a buffer that is reused
+        size = sum(p.size for p in piece.parts)
+        view = _buffer(buffers, slot, size)
+        done = 0
+        for part in piece.parts:
+            view[done : done + part.size] = memoryview(part).cast("B")
+            done += part.size
+        piece.csv, piece.parts = view, None
+        return
     if piece.spill is None:
         return
     with open(piece.spill, "rb", buffering=0) as fh:
         size = os.fstat(fh.fileno()).st_size
-        while len(buffers) <= slot:
-            buffers.append(bytearray())
-        if len(buffers[slot]) < size:
-            buffers[slot] = bytearray(size + size // 8)
-        view = memoryview(buffers[slot])[:size]
+        view = _buffer(buffers, slot, size)
         done = 0
         while done < size:
             got = fh.readinto(view[done:])
@@ -323,12 +403,22 @@ def unspill(piece: Piece, buffers: list[bytearray], slot: int) -> None:
     piece.csv, piece.spill = view, None
 
 
+def _buffer(buffers: list[bytearray], slot: int, size: int) -> memoryview:
+    """A view of the first ``size`` bytes of ``buffers[slot]``, grown (an eighth more) when too small."""
+    while len(buffers) <= slot:
+        buffers.append(bytearray())
+    if len(buffers[slot]) < size:
+        buffers[slot] = bytearray(size + size // 8)
+    return memoryview(buffers[slot])[:size]
+
+
 def release(piece: Piece) -> None:
     """Let go of the buffer view :func:`unspill` made (or remove a spilled file never read)."""
     if piece.spill is not None:
         with contextlib.suppress(OSError):
             os.unlink(piece.spill)
         piece.spill = None
-    if isinstance(piece.csv, memoryview) and isinstance(piece.csv.obj, bytearray):
+    piece.slot = None
+    if isinstance(piece.csv, memoryview) and isinstance(piece.csv.obj, bytearray | mmap.mmap):
         piece.csv.release()
         piece.csv = None

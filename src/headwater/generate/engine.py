@@ -34,8 +34,11 @@ from headwater.generate.columns import BLOCK_ROWS, ParentTable, arrow_type, patt
 from headwater.generate.encode import (
     ChunkResult,
     Piece,
+    Slot,
+    csv_bytes,
     csv_header,
     encode_chunk,
+    forget_mappings,
     release,
     spill,
     unspill,
@@ -188,15 +191,19 @@ def _make_blocks(
 
 
 def _run_chunk(
-    table: str, index: int, total: int | None, plan: _Plan | None = None, spill_dir: str | None = None
+    table: str,
+    index: int,
+    total: int | None,
+    plan: _Plan | None = None,
+    spill_dir: str | None = None,
+    slot: Slot | None = None,
 ) -> ChunkResult:
     plan = plan or _WORKER_PLAN
     assert plan is not None
     first = index * plan.blocks_per_chunk
     blocks = _make_blocks(plan, table, first, first + plan.blocks_per_chunk, total)
-    gather = spill_dir is not None
-    result = encode_chunk(table, index, blocks, plan.fmt, np.random.default_rng(0), False, gather)
-    return result if spill_dir is None else spill(result, spill_dir)
+    result = encode_chunk(table, index, blocks, plan.fmt, np.random.default_rng(0), False, gather=True)
+    return result if spill_dir is None else spill(result, spill_dir, slot)
 
 
 # ------------------------------------------------------------------------------------------ engine
@@ -393,6 +400,7 @@ def generate(
                 if pool is not None:
                     pool.shutdown(cancel_futures=True)
                 if spill_dir is not None:
+                    forget_mappings(spill_dir)
                     shutil.rmtree(spill_dir, ignore_errors=True)
         # 3. tables with aggregates over their children, now that the children exist
         for name, blocks in deferred.items():
@@ -484,6 +492,7 @@ def _pool(workers: int, plan: _Plan) -> ProcessPoolExecutor | None:
     )
 
 
+MIB = 1 << 20
 SPILL_PREFIX = "headwater-chunks-"
 
 
@@ -544,19 +553,65 @@ def _chunks(
         return
     starting = threading.Thread(target=_start_workers, args=(pool, workers), daemon=True)
     starting.start()
+    seen = 0  # the largest chunk's text so far: the first size of the slots
     while starting.is_alive():
         local = next(indices, None)
         if local is None:
             return
-        yield _run_chunk(name, local, total, plan)
+        result = _run_chunk(name, local, total, plan)
+        seen = max(seen, csv_bytes(result))
+        yield result
     starting.join()
-    window: deque[Future[ChunkResult]] = deque()
+    slots = _Slots(spill_dir, 2 * workers + 1, seen) if spill_dir is not None else None
+    window: deque[tuple[Future[ChunkResult], Slot | None]] = deque()
+
+    def done() -> Iterator[ChunkResult]:
+        future, slot = window.popleft()
+        result = future.result()
+        if slots is not None:
+            slots.observe(result)
+        yield result  # the writer has written it (and let go of its views) when this resumes
+        if slots is not None and slot is not None:
+            slots.give(slot)
+
     for i in indices:
-        window.append(pool.submit(_run_chunk, name, i, total, None, spill_dir))
+        slot = slots.take() if slots is not None else None
+        window.append((pool.submit(_run_chunk, name, i, total, None, spill_dir, slot), slot))
         if len(window) >= 2 * workers:
-            yield window.popleft().result()
+            yield from done()
     while window:
-        yield window.popleft().result()
+        yield from done()
+
+
+class _Slots:
+    """The :class:`Slot` files of one run, sized from the largest chunk seen so far (one eighth more);
+    a chunk larger than its slot travels as a file instead, and the next slots handed out are larger."""
+
+    def __init__(self, folder: str, count: int, seen: int) -> None:
+        self.folder = folder
+        self.capacity = _slot_capacity(seen)
+        self.free = [os.path.join(folder, f"slot-{i}.bin") for i in range(count)]
+        for path in self.free:
+            if not os.path.exists(path):
+                open(path, "xb").close()
+
+    def take(self) -> Slot | None:
+        if not self.free or self.capacity == 0:
+            return None
+        path = self.free.pop()
+        if os.path.getsize(path) < self.capacity:
+            os.truncate(path, self.capacity)  # grows the file only: its pages are allocated when written
+        return Slot(path, self.capacity)
+
+    def give(self, slot: Slot) -> None:
+        self.free.append(slot.path)
+
+    def observe(self, result: ChunkResult) -> None:
+        self.capacity = max(self.capacity, _slot_capacity(csv_bytes(result)))
+
+
+def _slot_capacity(chunk_bytes: int) -> int:
+    return 0 if chunk_bytes <= 0 else -(-(chunk_bytes + chunk_bytes // 8) // MIB) * MIB
 
 
 def _forever() -> Iterator[int]:
