@@ -288,6 +288,27 @@ def test_two_workers_carry_chunks_in_slots_and_grow_them_for_larger_tables(
     assert grown.capacity == os.path.getsize(grown.path) == 4 * MIB
 
 
+def test_slots_give_way_to_files_when_the_folder_has_no_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full, raising=False)  # the engine calls os.posix_fallocate
+    slots = _Slots(str(tmp_path), 3, 1_000_000)
+    assert slots.take() is None  # never a sparse slot that could kill a worker with SIGBUS when written
+    assert slots.capacity == 0
+    assert all(os.path.getsize(tmp_path / f"slot-{i}.bin") == 0 for i in range(3))
+    schema = load_schema_text(
+        "tables: {t: {rows: 400000, main: true, columns: {id: {type: int, generator: sequence}, "
+        "note: {type: string, generator: words, min_words: 5, max_words: 5}}}}",
+        "s.yaml",
+    )
+    one = generate(schema, tmp_path / "one", GenerateOptions(chunk_rows=65_536))
+    two = generate(schema, tmp_path / "two", GenerateOptions(chunk_rows=65_536, workers=2))
+    assert [f.sha256 for f in one.manifest.files] == [f.sha256 for f in two.manifest.files]
+
+
 def _spill_parent() -> Path:
     shm = Path("/dev/shm")
     return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())

@@ -8,6 +8,7 @@ block), and pieces are written in block order, so output bytes do not depend on 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -598,9 +599,11 @@ class _Slots:
     def take(self) -> Slot | None:
         if not self.free or self.capacity == 0:
             return None
-        path = self.free.pop()
-        if os.path.getsize(path) < self.capacity:
-            os.truncate(path, self.capacity)  # grows the file only: its pages are allocated when written
+        path = self.free[-1]
+        if os.path.getsize(path) < self.capacity and not _reserve(path, self.capacity):
+            self.capacity = 0  # the folder is full (a small /dev/shm, as in containers): files from now on
+            return None
+        self.free.pop()
         return Slot(path, self.capacity)
 
     def give(self, slot: Slot) -> None:
@@ -608,6 +611,23 @@ class _Slots:
 
     def observe(self, result: ChunkResult) -> None:
         self.capacity = max(self.capacity, _slot_capacity(csv_bytes(result)))
+
+
+def _reserve(path: str, size: int) -> bool:
+    """Grow slot file ``path`` to ``size`` bytes with its space allocated now: a mapped page that cannot be
+    allocated later would kill the process writing it (SIGBUS) instead of raising an error. False, the
+    file cut back to nothing, when there is no room."""
+    try:
+        with open(path, "r+b") as fh:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fh.fileno(), 0, size)
+            else:  # no fallocate (macOS): a sparse file, as before
+                os.truncate(fh.fileno(), size)
+        return True
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.truncate(path, 0)
+        return False
 
 
 def _slot_capacity(chunk_bytes: int) -> int:
