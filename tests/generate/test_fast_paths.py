@@ -297,7 +297,8 @@ def test_slots_give_way_to_files_when_the_folder_has_no_room(
     monkeypatch.setattr(os, "posix_fallocate", full, raising=False)  # the engine calls os.posix_fallocate
     slots = _Slots(str(tmp_path), 3, 1_000_000)
     assert slots.take() is None  # never a sparse slot that could kill a worker with SIGBUS when written
-    assert slots.capacity == 0
+    slots.observe(ChunkResult("t", 0, 1, [Piece(None, np.arange(1), b"", np.array([3_000_000]))], [], {}))
+    assert slots.take() is None  # and not tried again for every chunk
     assert all(os.path.getsize(tmp_path / f"slot-{i}.bin") == 0 for i in range(3))
     schema = load_schema_text(
         "tables: {t: {rows: 400000, main: true, columns: {id: {type: int, generator: sequence}, "

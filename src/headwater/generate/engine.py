@@ -591,17 +591,18 @@ class _Slots:
     def __init__(self, folder: str, count: int, seen: int) -> None:
         self.folder = folder
         self.capacity = _slot_capacity(seen)
+        self.room = True  # False once the folder had no room for a slot: files from then on
         self.free = [os.path.join(folder, f"slot-{i}.bin") for i in range(count)]
         for path in self.free:
             if not os.path.exists(path):
                 open(path, "xb").close()
 
     def take(self) -> Slot | None:
-        if not self.free or self.capacity == 0:
+        if not self.free or self.capacity == 0 or not self.room:
             return None
         path = self.free[-1]
         if os.path.getsize(path) < self.capacity and not _reserve(path, self.capacity):
-            self.capacity = 0  # the folder is full (a small /dev/shm, as in containers): files from now on
+            self.room = False  # the folder is full (a small /dev/shm, as in containers)
             return None
         self.free.pop()
         return Slot(path, self.capacity)
