@@ -23,7 +23,7 @@ least as fast as tpchgen-cli in MB/s, and at least 200 times Faker.
 Run it with ``./dev.sh bench generate`` (installs the ``bench`` extra first), or directly::
 
     .venv/bin/python bench/generate.py [--size 1GB] [--faker-rows 50000] [--mimesis-rows 200000]
-                                       [--out DIR] [--json]
+                                       [--out DIR] [--json] [--repeat N]
 
 This is a script, not a timed test: figures depend on the machine and its load.
 """
@@ -402,6 +402,13 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=None, help="scratch folder (default: a temp dir, removed)"
     )
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
+    parser.add_argument(
+        "--repeat",
+        type=positive_int,
+        default=1,
+        help="rounds of every tool, one after the other (default 1); the summary gives each round's ratios "
+        "and those of the median run of each tool",
+    )
     args = parser.parse_args(argv)
 
     own_tmp = args.out is None
@@ -418,29 +425,58 @@ def main(argv: list[str] | None = None) -> int:
         ("mimesis", lambda d: bench_mimesis(args.mimesis_rows, d)),
         ("mimesis-direct", lambda d: bench_mimesis_direct(args.mimesis_rows, d)),
     ]
-    results: list[Result] = []
+    rounds: list[list[Result]] = []
     try:
-        for name, step in steps:
-            where = fresh_dir(base, name)
-            try:
-                result = step(where)
-            finally:
-                shutil.rmtree(where, ignore_errors=True)
-            if result is None:
-                print(f"  {name:<14} skipped: not installed", flush=True)
-                continue
-            results.append(result)
-            print_result(result)
+        for k in range(args.repeat):
+            if args.repeat > 1:
+                print(f"round {k + 1} of {args.repeat}", flush=True)
+            results: list[Result] = []
+            for name, step in steps:
+                where = fresh_dir(base, name)
+                try:
+                    result = step(where)
+                finally:
+                    shutil.rmtree(where, ignore_errors=True)
+                if result is None:
+                    print(f"  {name:<14} skipped: not installed", flush=True)
+                    continue
+                results.append(result)
+                print_result(result)
+            rounds.append(results)
     finally:
         if own_tmp:
             shutil.rmtree(base, ignore_errors=True)
 
-    ratios = summarise(results)
-    print_summary(results, ratios)
+    medians = median_results(rounds)
+    ratios = summarise(medians)
+    if len(rounds) > 1:
+        print()
+        for k, results in enumerate(rounds, 1):
+            each = summarise(results)
+            print(
+                f"round {k}: headwater 2w / tpchgen-cli {each.get('hw2_vs_tpchgen_mb', float('nan')):.2f}x MB/s, "
+                f"/ Faker {each.get('hw2_vs_faker_mb', float('nan')):.0f}x MB/s"
+            )
+        print(f"(the table below: each tool's median run of {len(rounds)})")
+    print_summary(medians, ratios)
     if args.json:
-        payload = {"machine": machine(), "results": [r.as_dict() for r in results], **ratios}
+        payload = {
+            "machine": machine(),
+            "results": [r.as_dict() for r in medians],
+            "rounds": [[r.as_dict() for r in results] for results in rounds],
+            **ratios,
+        }
         print(json.dumps(payload, indent=2))
     return 0
+
+
+def median_results(rounds: list[list[Result]]) -> list[Result]:
+    """Each tool's run with the median MB/s over the rounds (the lower middle one for an even count)."""
+    tools: dict[str, list[Result]] = {}
+    for results in rounds:
+        for r in results:
+            tools.setdefault(r.tool, []).append(r)
+    return [sorted(runs, key=lambda r: r.mb_per_s)[(len(runs) - 1) // 2] for runs in tools.values()]
 
 
 if __name__ == "__main__":
