@@ -126,7 +126,8 @@ def test_a_project_folder_given_as_the_source_keeps_its_own_folders(
         ("lab", UploadOutcome.SKIPPED),
     }
     assert above.of(UploadOutcome.SKIPPED)[0].message == (
-        f"lab: holds session folders; left in place, not quarantined (give {first.parent} itself as the source)"
+        f"lab: holds session folders; left in place, not quarantined (give {first.parent} itself as the source, "
+        "or use --recursive)"
     )
     assert (project / "headwater.yaml").is_file()
     assert first.is_dir()
@@ -232,3 +233,43 @@ def test_upload_to_s3_raw_zone_is_write_once_and_verified(tmp_path: Path, s3_env
 
     with pytest.raises(WriteOnceError):
         store.put_file("channels_00.bin", other, write_once=True, progress=no_progress, task="x")
+
+
+def test_recursive_upload_finds_sessions_filed_in_sub_folders(
+    tmp_path: Path, project_factory: Callable[..., Settings]
+) -> None:
+    settings = project_factory()
+    lab = tmp_path / "lab"
+    feb = make_sessions(lab / "2021-02", count=2, seed=1)
+    mar, bad = make_sessions(lab / "by-rig" / "rig-a" / "2021-03", count=2, seed=2)
+    bad.rename(bad.with_name("session-one"))  # holds metadata.txt: a session, checked and quarantined
+    (lab / "notes").mkdir()
+    (lab / "notes" / "todo.txt").write_text("calibrate rig-a\n")
+    (lab / ".cache" / "20210301_000000").mkdir(parents=True)  # hidden: not looked into
+    report = upload_sessions(settings, lab, recursive=True)
+    outcomes = {s.session_id: s.outcome for s in report.sessions}
+    assert outcomes == {
+        feb[0].name: UploadOutcome.UPLOADED,
+        feb[1].name: UploadOutcome.UPLOADED,
+        mar.name: UploadOutcome.UPLOADED,
+        "session-one": UploadOutcome.QUARANTINED,
+    }
+    catalogued = [r.session_id for r in open_catalog(settings).list_sessions()]
+    assert catalogued == sorted(p.name for p in (*feb, mar))
+    assert (lab / "notes" / "todo.txt").is_file()  # a folder without sessions is not touched
+    again = upload_sessions(settings, lab, recursive=True)  # a re-run sends nothing
+    assert {s.outcome for s in again.sessions} <= {UploadOutcome.ALREADY}
+    # without --recursive, folders holding sessions at any depth are left in place, never quarantined
+    (lab / "notes" / "todo.txt").unlink()
+    (lab / "notes").rmdir()
+    flat = upload_sessions(settings, lab)
+    assert {(s.session_id, s.outcome) for s in flat.sessions} == {
+        ("2021-02", UploadOutcome.SKIPPED),
+        ("by-rig", UploadOutcome.SKIPPED),
+    }
+    assert all(s.message and s.message.endswith("or use --recursive)") for s in flat.sessions)
+    assert mar.is_dir()
+    # the project's own folders are never looked into, even when the project sits inside the lab
+    inside = project_factory("lab/project")
+    below = upload_sessions(inside, lab, recursive=True)
+    assert all("project" not in str(s.folder) for s in below.sessions)

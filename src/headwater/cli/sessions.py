@@ -140,6 +140,14 @@ def upload(
     source: Annotated[Path, typer.Argument(help="A folder of session folders, or one session folder.")],
     verify: Annotated[VerifyMode, typer.Option(help="How each upload is proven.")] = VerifyMode.CHECKSUM,
     workers: Annotated[int | None, typer.Option(min=1, max=64, help="Files sent in parallel.")] = None,
+    recursive: Annotated[
+        bool,
+        typer.Option(
+            "--recursive",
+            "-r",
+            help="Find session folders anywhere below SOURCE (e.g. lab/2021-02/20210229_161221/).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Check, quarantine, upload write-once and catalog the session folders in SOURCE.
@@ -153,13 +161,16 @@ def upload(
     Examples:
 
       headwater sessions upload lab/
+      headwater sessions upload lab/ --recursive     # lab/2021-02/20210229_161221/ and the like
       headwater sessions upload lab/20210301_161221 --verify full --json
     """
     from headwater.sessions import upload_sessions
 
     settings = State.settings()
     with ByteProgress(enabled=not as_json) as progress:
-        report = upload_sessions(settings, source, verify=verify, workers=workers, progress=progress)
+        report = upload_sessions(
+            settings, source, verify=verify, workers=workers, progress=progress, recursive=recursive
+        )
     if as_json:
         print_json(_upload_json(report))
     else:
@@ -181,6 +192,9 @@ def watch(
         str | None, typer.Option(help="File whose presence marks a session complete (default: _COMPLETE).")
     ] = None,
     interval: Annotated[float, typer.Option(min=0.1, help="Seconds between scans.")] = 5.0,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="Watch for session folders anywhere below SOURCE.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Upload sessions from SOURCE as they complete (completion marker, or quiet time).
@@ -217,6 +231,7 @@ def watch(
                 should_stop=lambda: stop,
                 on_pass=on_pass,
                 progress=progress,
+                recursive=recursive,
             )
         except KeyboardInterrupt:
             err_console.print("watch stopped")

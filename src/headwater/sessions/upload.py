@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
@@ -90,17 +90,39 @@ class UploadReport:
         return sum(s.bytes for s in self.sessions if s.outcome is UploadOutcome.UPLOADED)
 
 
-def find_session_folders(source: Path, metadata_file: str) -> list[Path]:
+def find_session_folders(
+    source: Path, metadata_file: str, *, recursive: bool = False, skip: Collection[Path] = ()
+) -> list[Path]:
     """The session folders in ``source``: ``source`` itself when it is one (its name is a start time and
     it holds the metadata file), else every non-hidden folder inside it, sorted by name. Files at the top
-    (e.g. a generator's manifest.json) are not sessions and are left alone."""
+    (e.g. a generator's manifest.json) are not sessions and are left alone.
+
+    ``recursive``: the session folders anywhere below ``source`` (a lab that files sessions by month,
+    ``lab/2021-02/20210229_161221/``), sorted by name, then path. A folder is a session when its name is
+    a start time or it holds the metadata file (a misnamed session is then checked, and quarantined);
+    any other folder is looked into. Hidden folders, symbolic links to folders and the folders in
+    ``skip`` (the project's own places) are not looked into."""
     if not source.is_dir():
         raise UsageError(f"{source}: no such folder")
     if SESSION_NAME.match(source.name) and (source / metadata_file).exists():
         return [source]
-    return sorted(
-        p for p in source.iterdir() if not p.name.startswith(".") and (p.is_dir() or p.is_symlink())
-    )
+    if not recursive:
+        return sorted(
+            p for p in source.iterdir() if not p.name.startswith(".") and (p.is_dir() or p.is_symlink())
+        )
+    avoid = {q.resolve() for q in skip}
+    found: list[Path] = []
+    pending = [source]
+    while pending:
+        folder = pending.pop()
+        for p in folder.iterdir():
+            if p.name.startswith(".") or not (p.is_dir() or p.is_symlink()):
+                continue
+            if p.is_symlink() or SESSION_NAME.match(p.name) or (p / metadata_file).exists():
+                found.append(p)  # a link is checked (and refused) as a session, never followed
+            elif p.resolve() not in avoid:
+                pending.append(p)
+    return sorted(found, key=lambda p: (p.name, str(p)))
 
 
 def _local_files(folder: Path) -> dict[str, int]:
@@ -148,21 +170,28 @@ def _not_a_session(folder: Path, own: dict[str, Path]) -> SessionUpload | None:
     elif not SESSION_NAME.match(folder.name) and _holds_sessions(folder):
         message = (
             f"{folder.name}: holds session folders; left in place, not quarantined "
-            f"(give {folder} itself as the source)"
+            f"(give {folder} itself as the source, or use --recursive)"
         )
     else:
         return None
     return SessionUpload(folder.name, folder, UploadOutcome.SKIPPED, message=message)
 
 
-def _holds_sessions(folder: Path) -> bool:
-    """True when ``folder`` (a real folder) has a sub-folder named like a session."""
-    if folder.is_symlink() or not folder.is_dir():
+HOLDS_DEPTH = 4  # how deep a folder is searched for session folders before it is taken for one
+
+
+def _holds_sessions(folder: Path, depth: int = HOLDS_DEPTH) -> bool:
+    """True when ``folder`` (a real folder) has a folder named like a session in it, or in its non-hidden
+    sub-folders down to ``depth`` levels (a lab filing sessions by month, or by rig and month)."""
+    if folder.is_symlink() or not folder.is_dir() or depth < 1:
         return False
     try:
-        return any(SESSION_NAME.match(p.name) and p.is_dir() and not p.is_symlink() for p in folder.iterdir())
+        children = [p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()]
     except OSError:
         return False  # unreadable: the checks report it
+    if any(SESSION_NAME.match(p.name) for p in children):
+        return True
+    return any(_holds_sessions(p, depth - 1) for p in children if not p.name.startswith("."))
 
 
 def _overall(progress: Progress, grand_total: int) -> Progress:
@@ -312,12 +341,17 @@ def upload_sessions(
     verify: VerifyMode = VerifyMode.CHECKSUM,
     workers: int | None = None,
     progress: Progress = no_progress,
+    recursive: bool = False,
 ) -> UploadReport:
-    """Upload every session folder in ``source`` (or ``source`` itself when it is one). Bad folders are
-    quarantined, good ones pushed and catalogued; see :class:`UploadReport` (``ok`` is False when any
-    session was quarantined or failed). A re-run sends only what is missing."""
+    """Upload every session folder in ``source`` (or ``source`` itself when it is one; with ``recursive``,
+    every one anywhere below it, see :func:`find_session_folders`). Bad folders are quarantined, good ones
+    pushed and catalogued; see :class:`UploadReport` (``ok`` is False when any session was quarantined or
+    failed). A re-run sends only what is missing."""
     uploader = Uploader(settings, verify=verify, workers=workers)
-    return uploader.run(find_session_folders(source, settings.sessions.metadata_file), source, progress)
+    folders = find_session_folders(
+        source, settings.sessions.metadata_file, recursive=recursive, skip=uploader.own_paths().values()
+    )
+    return uploader.run(folders, source, progress)
 
 
 def is_complete(folder: Path, marker: str | None, quiet_seconds: float, now: float | None = None) -> bool:
@@ -349,10 +383,12 @@ def watch_sessions(
     should_stop: Callable[[], bool] = lambda: False,
     on_pass: Callable[[UploadReport], None] = lambda report: None,
     progress: Progress = no_progress,
+    recursive: bool = False,
 ) -> UploadReport:
     """Upload sessions from ``source`` as they complete (marker or quiet time, :func:`is_complete`).
     With ``once``, one pass and return; else poll every ``interval`` s until ``should_stop()``. Sessions that
-    failed are retried after ``retry_after`` s. Returns everything handled (waiting ones from the last pass)."""
+    failed are retried after ``retry_after`` s. Returns everything handled (waiting ones from the last pass).
+    ``recursive``: sessions anywhere below ``source`` (see :func:`find_session_folders`)."""
     cfg = settings.sessions
     marker = cfg.completion_marker if marker is None else marker
     quiet = cfg.quiet_seconds if quiet_seconds is None else quiet_seconds
@@ -366,7 +402,8 @@ def watch_sessions(
         now = time.time()
         waiting: list[SessionUpload] = []
         batch: list[Path] = []
-        for folder in find_session_folders(source, cfg.metadata_file):
+        own = uploader.own_paths().values()
+        for folder in find_session_folders(source, cfg.metadata_file, recursive=recursive, skip=own):
             name = folder.name
             if name in done or retry_at.get(name, 0.0) > started:
                 continue
