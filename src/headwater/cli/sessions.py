@@ -161,7 +161,7 @@ def upload(
     Examples:
 
       headwater sessions upload lab/
-      headwater sessions upload lab/ --recursive     # lab/2021-02/20210229_161221/ and the like
+      headwater sessions upload lab/ --recursive     # sessions in sub-folders too
       headwater sessions upload lab/20210301_161221 --verify full --json
     """
     from headwater.sessions import upload_sessions
