@@ -319,6 +319,17 @@ def _piece_size(piece: Piece) -> int:
     return 0 if piece.csv is None else len(piece.csv)
 
 
+def _lay_out(
+    parts: list[pa.Buffer] | list[bytes | memoryview], target: mmap.mmap | memoryview, at: int
+) -> int:
+    """Copy ``parts`` one after the other into ``target`` from byte ``at``; the offset just past them."""
+    for part in parts:
+        view = memoryview(part).cast("B")
+        target[at : at + view.nbytes] = view
+        at += view.nbytes
+    return at
+
+
 def _to_slot(result: ChunkResult, slot: Slot) -> bool:
     """Copy the CSV text of every piece of ``result`` into ``slot``, one after the other; False (nothing
     moved) when it does not fit."""
@@ -331,10 +342,7 @@ def _to_slot(result: ChunkResult, slot: Slot) -> bool:
         if piece.parts is None and piece.csv is None:
             continue
         start = offset
-        for part in piece.parts or [piece.csv]:
-            view = memoryview(part).cast("B")
-            mm[offset : offset + view.nbytes] = view
-            offset += view.nbytes
+        offset = _lay_out(piece.parts or [piece.csv], mm, offset)
         piece.csv, piece.parts, piece.slot = None, None, (slot.path, start, size)
     return True
 
@@ -348,7 +356,7 @@ def spill(result: ChunkResult, folder: str, slot: Slot | None = None) -> ChunkRe
     if slot is not None and _to_slot(result, slot):
         return result
     for piece in result.pieces:
-        if piece.parts is not None and not sum(p.size for p in piece.parts):
+        if piece.parts is not None and not _piece_size(piece):
             piece.csv, piece.parts = b"", None
         if piece.parts is None and (piece.csv is None or len(piece.csv) == 0):
             continue
@@ -379,12 +387,8 @@ def unspill(piece: Piece, buffers: list[bytearray], slot: int) -> None:
         piece.csv, piece.slot = memoryview(_mapping(path, offset + size))[offset : offset + size], None
         return
     if piece.parts is not None:  # made in this process: laid end to end in a buffer that is reused
-        size = sum(p.size for p in piece.parts)
-        view = _buffer(buffers, slot, size)
-        done = 0
-        for part in piece.parts:
-            view[done : done + part.size] = memoryview(part).cast("B")
-            done += part.size
+        view = _buffer(buffers, slot, _piece_size(piece))
+        _lay_out(piece.parts, view, 0)
         piece.csv, piece.parts = view, None
         return
     if piece.spill is None:

@@ -589,7 +589,6 @@ class _Slots:
     a chunk larger than its slot travels as a file instead, and the next slots handed out are larger."""
 
     def __init__(self, folder: str, count: int, seen: int) -> None:
-        self.folder = folder
         self.capacity = _slot_capacity(seen)
         self.room = True  # False once the folder had no room for a slot: files from then on
         self.free = [os.path.join(folder, f"slot-{i}.bin") for i in range(count)]

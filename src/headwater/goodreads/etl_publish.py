@@ -197,7 +197,6 @@ class Publisher:
         progress: Progress = no_progress,
     ) -> None:
         self.settings = settings
-        self.tables = STAR
         self.load_text = load_text
         self.wh = warehouse
         self.batch_key = batch_key
@@ -339,7 +338,7 @@ class Publisher:
     def gate(self) -> bool:
         """Step 3: run every table's gate; True when all pass (nothing is loaded otherwise)."""
         passed = True
-        for spec in self.tables:
+        for spec in STAR:
             if self.result.tables[spec.table].sent == 0 and spec.table not in self.expected_rows:
                 continue
             gate = gate_batch(
@@ -360,7 +359,7 @@ class Publisher:
 
     def load(self) -> None:
         """Step 4: dimensions, bridge, fact; each one transaction with its audit row."""
-        for spec in self.tables:
+        for spec in STAR:
             outcome = self.result.tables[spec.table]
             if outcome.sent == 0:
                 continue
@@ -398,7 +397,7 @@ class Publisher:
     def verify(self) -> list[str]:
         """Step 5: problems found after the load (empty when none)."""
         problems = []
-        for spec in self.tables:
+        for spec in STAR:
             outcome = self.result.tables[spec.table]
             if outcome.load is not None and outcome.load.rows_in != outcome.sent:
                 problems.append(
@@ -421,11 +420,11 @@ class Publisher:
         return problems
 
     def run(self) -> PublishResult:
-        for spec in self.tables:
+        for spec in STAR:
             self.sources[spec.table] = self._files(spec.model)
             self.result.tables[spec.table] = TableOutcome(spec.table, self._rows(self.sources[spec.table]))
         t0, c0 = time.perf_counter(), _cpu()
-        for spec in self.tables:
+        for spec in STAR:
             self.drop_superseded(spec)
         self.split_orphans()
         passed = self.gate()

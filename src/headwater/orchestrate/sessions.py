@@ -8,8 +8,9 @@
   new key, ``session:<id>:reclaim:<claimed_at>``.
 * ``session_features`` calls the configured preprocessor, claiming the session under the run's id. Its
   retries re-claim the session the failed attempt marked ``failed``, or the claim an attempt that died
-  (killed, out of memory) left live under the same run id; when the retries are exhausted the run fails and ``alert_on_run_failure``
-  sends one alert (the core is told not to alert, so there is exactly one per failure).
+  (killed, out of memory) left live under the same run id; when the retries are exhausted the run fails
+  and ``alert_on_run_failure`` sends one alert (the core is told not to alert, so there is exactly one
+  per failure).
 """
 
 import dagster as dg

@@ -393,6 +393,7 @@ def watch_sessions(
     marker = cfg.completion_marker if marker is None else marker
     quiet = cfg.quiet_seconds if quiet_seconds is None else quiet_seconds
     uploader = Uploader(settings, marker=marker)
+    own = uploader.own_paths().values()
     total = UploadReport(source)
     done: set[str] = set()
     retry_at: dict[str, float] = {}
@@ -402,7 +403,6 @@ def watch_sessions(
         now = time.time()
         waiting: list[SessionUpload] = []
         batch: list[Path] = []
-        own = uploader.own_paths().values()
         for folder in find_session_folders(source, cfg.metadata_file, recursive=recursive, skip=own):
             name = folder.name
             if name in done or retry_at.get(name, 0.0) > started:
