@@ -1,0 +1,99 @@
+"""The generator's output files: direct writes (O_DIRECT) and their fallbacks give the same bytes and hash."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from headwater.generate import sinks
+from headwater.generate.sinks import DIRECT_BLOCK, _HashingFile
+
+# piece sizes that end below, exactly on and past the direct block, and an empty piece
+SIZES = [0, 1, 4095, 4096, DIRECT_BLOCK - 4097, 1, DIRECT_BLOCK, 3 * DIRECT_BLOCK + 17, 12_345]
+
+
+def _pieces() -> list[bytes]:
+    rng = np.random.default_rng(7)
+    return [rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in SIZES]
+
+
+def _write(path: Path) -> _HashingFile:
+    f = _HashingFile(path)
+    for piece in _pieces():
+        assert f.write(piece) == len(piece)
+    assert f.tell() == sum(SIZES)
+    f.close()
+    return f
+
+
+@pytest.mark.parametrize("direct", ["1", "0"])
+def test_file_holds_every_byte_and_its_hash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, direct: str
+) -> None:
+    monkeypatch.setenv("HEADWATER_DIRECT_IO", direct)
+    path = tmp_path / "out.csv"
+    f = _write(path)
+    expected = b"".join(_pieces())
+    assert path.read_bytes() == expected
+    assert f.hasher.hexdigest() == hashlib.sha256(expected).hexdigest()
+    assert f.bytes == len(expected)
+
+
+def test_direct_io_is_used_where_the_file_system_has_it(tmp_path: Path) -> None:
+    if not hasattr(os, "O_DIRECT"):
+        pytest.skip("no O_DIRECT on this platform")
+    f = _HashingFile(tmp_path / "a.csv")
+    assert fcntl.fcntl(f._fd, fcntl.F_GETFL) & os.O_DIRECT  # ext4 and tmpfs both take it
+    f.write(b"x" * (DIRECT_BLOCK + 1))
+    f.close()
+    # the closed file's buffer is kept for the next file instead of mapping fresh memory
+    kept = len(sinks._DIRECT_BUFFERS)
+    assert kept >= 1
+    g = _HashingFile(tmp_path / "b.csv")
+    assert len(sinks._DIRECT_BUFFERS) == kept - 1
+    g.close()
+    assert (tmp_path / "a.csv").stat().st_size == DIRECT_BLOCK + 1
+
+
+def test_a_refused_direct_write_goes_through_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some file systems accept O_DIRECT at open and refuse the writes (EINVAL): the file is then
+    written the ordinary way, whole and with the right hash."""
+    if not hasattr(os, "O_DIRECT"):
+        pytest.skip("no O_DIRECT on this platform")
+    real_write = os.write
+    refused: list[int] = []
+
+    def write(fd: int, data: bytes | memoryview) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            refused.append(fd)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    path = tmp_path / "out.csv"
+    f = _write(path)
+    monkeypatch.undo()
+    expected = b"".join(_pieces())
+    assert refused, "the direct write was never tried"
+    assert path.read_bytes() == expected
+    assert f.hasher.hexdigest() == hashlib.sha256(expected).hexdigest()
+
+
+def test_other_write_errors_are_not_swallowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(fd: int, data: bytes | memoryview) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    f = _HashingFile(tmp_path / "out.csv")
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(OSError, match="No space left"):
+        f.write(b"x" * (2 * DIRECT_BLOCK))
+    monkeypatch.undo()
+    os.close(f._fd)
