@@ -19,6 +19,7 @@ import pytest
 from headwater.errors import SchemaError
 from headwater.generate import GenerateOptions, engine, generate
 from headwater.generate.columns import (
+    BLOCK_ROWS,
     BlockContext,
     _email_local,
     _email_parts,
@@ -365,3 +366,17 @@ def test_to_decimal_is_the_cast_of_the_rounded_floats() -> None:
             )
             kind = pa.decimal128(38, scale)
             assert to_decimal(values, kind).equals(pa.array(np.round(values, scale)).cast(kind, safe=False))
+
+
+def test_a_worker_drops_its_chunk_once_the_writer_has_enough(tmp_path: Path) -> None:
+    """With a size target the writing process stops the chunks still in the workers (a stop file they
+    look for before each block) instead of waiting for rows it will not write."""
+    schema = load_schema_text(
+        "tables: {t: {rows: 10, main: true, columns: {id: {type: int, generator: sequence}}}}", "s.yaml"
+    )
+    plan = engine._Plan(schema, 1, 0.0, "csv", {}, {}, 4)
+    stop = tmp_path / "stop-t"
+    assert engine._run_chunk("t", 0, None, plan, stop=str(stop)).rows == 4 * BLOCK_ROWS
+    stop.touch()
+    with pytest.raises(engine._Stopped):
+        engine._run_chunk("t", 1, None, plan, stop=str(stop))

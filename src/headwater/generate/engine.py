@@ -171,12 +171,25 @@ def _init_worker(plan: _Plan) -> None:
     _WORKER_PLAN = plan
 
 
+class _Stopped(Exception):
+    """A worker's chunk was abandoned: the writing process has all the rows it wants."""
+
+
 def _make_blocks(
-    plan: _Plan, table: str, first_block: int, last_block: int, total: int | None
+    plan: _Plan,
+    table: str,
+    first_block: int,
+    last_block: int,
+    total: int | None,
+    stop: str | None = None,
 ) -> list[Block]:
+    """The blocks of a chunk. ``stop``: a file whose existence means the rows are no longer wanted
+    (checked before each block, so that a worker drops a chunk in flight within one block's time)."""
     spec = plan.schema.tables[table]
     blocks = []
     for b in range(first_block, last_block):
+        if stop is not None and os.path.exists(stop):
+            raise _Stopped(f"{table} chunk of block {first_block} abandoned")
         start = b * BLOCK_ROWS
         n = BLOCK_ROWS if total is None else min(BLOCK_ROWS, total - start)
         if n <= 0:
@@ -198,11 +211,12 @@ def _run_chunk(
     plan: _Plan | None = None,
     spill_dir: str | None = None,
     slot: Slot | None = None,
+    stop: str | None = None,
 ) -> ChunkResult:
     plan = plan or _WORKER_PLAN
     assert plan is not None
     first = index * plan.blocks_per_chunk
-    blocks = _make_blocks(plan, table, first, first + plan.blocks_per_chunk, total)
+    blocks = _make_blocks(plan, table, first, first + plan.blocks_per_chunk, total, stop)
     result = encode_chunk(table, index, blocks, plan.fmt, np.random.default_rng(0), False, gather=True)
     return result if spill_dir is None else spill(result, spill_dir, slot)
 
@@ -381,9 +395,11 @@ def generate(
         streamed = [t for t in order if t not in referenced]
         if streamed:
             pool = _pool(options.workers, plan)
-            spill_dir = _spill_dir() if pool is not None and options.fmt == "csv" else None
+            run_dir = _spill_dir() if pool is not None else None
+            spill_dir = run_dir if options.fmt == "csv" else None
             try:
                 for name in streamed:
+                    stop = None if run_dir is None else os.path.join(run_dir, f"stop-{name}")
                     spec = schema.tables[name]
                     writer = _Writer(
                         new_sink(name, spec),
@@ -392,9 +408,12 @@ def generate(
                         name,
                         rows[name],
                     )
-                    for result in _chunks(pool, plan, name, rows[name], options.workers, spill_dir):
+                    chunks = _chunks(pool, plan, name, rows[name], options.workers, spill_dir, stop)
+                    for result in chunks:
                         writer.feed(result)
                         if writer.done:
+                            if stop is not None:  # the chunks still in the workers are not wanted
+                                open(stop, "x").close()
                             break
                     finish(name, writer)
             finally:
@@ -402,7 +421,8 @@ def generate(
                     pool.shutdown(cancel_futures=True)
                 if spill_dir is not None:
                     forget_mappings(spill_dir)
-                    shutil.rmtree(spill_dir, ignore_errors=True)
+                if run_dir is not None:
+                    shutil.rmtree(run_dir, ignore_errors=True)
         # 3. tables with aggregates over their children, now that the children exist
         for name, blocks in deferred.items():
             spec = schema.tables[name]
@@ -541,6 +561,7 @@ def _chunks(
     total: int | None,
     workers: int,
     spill_dir: str | None = None,
+    stop: str | None = None,
 ) -> Iterator[ChunkResult]:
     """Chunk results in order. With a pool, this process makes the first chunks itself while the
     workers start (in a thread: starting them blocks until the fork server is up), then keeps a
@@ -577,7 +598,7 @@ def _chunks(
 
     for i in indices:
         slot = slots.take() if slots is not None else None
-        window.append((pool.submit(_run_chunk, name, i, total, None, spill_dir, slot), slot))
+        window.append((pool.submit(_run_chunk, name, i, total, None, spill_dir, slot, stop), slot))
         if len(window) >= 2 * workers:
             yield from done()
     while window:
