@@ -23,6 +23,7 @@ from headwater.quality import (
     parse_checks,
     run_checks,
 )
+from headwater.quality.checks import UniqueCheck
 from headwater.quality.sql import Engine, failing_predicate
 from headwater.warehouse import LoadMode, LoadRequest, open_warehouse
 from tests.quality.conftest import quiet_spark
@@ -285,3 +286,76 @@ def test_csv_with_a_ragged_line_is_one_clear_error(tmp_path: Path) -> None:
         BatchTarget.from_files(path)
     assert str(err.value).startswith(f"{path} line 3: 3 fields, the header has 2")
     assert "\n" not in str(err.value)
+
+
+def _group_by_failures(target: BatchTarget, column: str) -> int:
+    """The unique check's count the SQL way (GROUP BY ... HAVING count(*) > 1), for comparison."""
+    from headwater.quality.sql import count_sql
+
+    (check,) = parse_checks([{"type": "unique", "column": column}])
+    return int(target.query(count_sql(target.relation, check)).column(0)[0].as_py())
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        pa.array(range(0, 5000, 3), pa.int64()),  # already increasing: no sort needed
+        pa.array([5, 3, 9, 3, 1, 9, 9, None, None, 4], pa.int64()),  # shuffled, duplicates, NULLs
+        pa.array([7, 7], pa.int32()),
+        pa.array([2, 1], pa.int16()),
+        pa.array([dt.datetime(2021, 1, d % 5 + 1) for d in range(12)], pa.timestamp("us")),
+        pa.array([dt.date(2021, 1, 2), dt.date(2021, 1, 1), dt.date(2021, 1, 2)], pa.date32()),
+    ],
+)
+def test_unique_counted_by_sorting_equals_the_group_by(keys: pa.Array) -> None:
+    from headwater.quality.runner import sorted_key_failures
+
+    target = BatchTarget.from_arrow(pa.table({"k": keys, "other": pa.array(range(len(keys)))}))
+    (check,) = parse_checks([{"type": "unique", "column": "k"}])
+    assert isinstance(check, UniqueCheck)
+    counted = sorted_key_failures(target, check)
+    assert counted is not None
+    assert counted == _group_by_failures(target, "k")
+    (result,) = run_checks(target, [check]).results
+    assert result.failing_count == counted
+    assert result.passed == (counted == 0)
+
+
+def test_unique_keys_in_increasing_runs_across_files(tmp_path: Path) -> None:
+    """Each file increases but the files interleave (a month per file): the sort decides, and a
+    key repeated across two files is found."""
+    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    pq.write_table(pa.table({"id": pa.array([1, 4, 7, 10], pa.int64())}), first)
+    pq.write_table(pa.table({"id": pa.array([2, 5, 7, 11], pa.int64())}), second)
+    target = BatchTarget.from_files([first, second], "events")
+    (result,) = run_checks(target, parse_checks([{"type": "unique", "column": "id"}])).results
+    assert (result.passed, result.failing_count) == (False, 2)
+    assert result.samples is not None
+    assert sorted(result.samples.column("id").to_pylist()) == [7, 7]
+
+
+def test_unique_falls_back_to_the_group_by(monkeypatch: pytest.MonkeyPatch) -> None:
+    from headwater.quality import runner
+
+    table = pa.table({"s": ["a", "b", "a"], "k": pa.array([1, 2, 1], pa.int64())})
+    target = BatchTarget.from_arrow(table)
+    text, two, filtered, key = parse_checks(
+        [
+            {"type": "unique", "column": "s"},
+            {"type": "unique", "columns": ["s", "k"]},
+            {"type": "unique", "column": "k", "where": "k > 1", "name": "unique_k_filtered"},
+            {"type": "unique", "column": "k"},
+        ]
+    )
+    assert isinstance(text, UniqueCheck)
+    assert isinstance(two, UniqueCheck)
+    assert isinstance(filtered, UniqueCheck)
+    assert isinstance(key, UniqueCheck)
+    assert runner.sorted_key_failures(target, text) is None  # not an integer or temporal key
+    assert runner.sorted_key_failures(target, two) is None
+    assert runner.sorted_key_failures(target, filtered) is None
+    assert runner.sorted_key_failures(target, key) == 2
+    monkeypatch.setattr(runner, "MAX_SORTED_KEYS", 2)  # a batch too large to hold its keys
+    assert runner.sorted_key_failures(target, key) is None
+    results = run_checks(target, [text, two, filtered, key]).results
+    assert [r.failing_count for r in results] == [2, 2, 0, 2]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -31,8 +32,16 @@ from headwater.quality.checks import (
     Severity,
     UniqueCheck,
 )
-from headwater.quality.sql import ROW_ID, T, aggregate_sql, count_sql, failing_rows_sql, needs_aggregate
-from headwater.quality.targets import CheckTarget
+from headwater.quality.sql import (
+    ROW_ID,
+    T,
+    aggregate_sql,
+    count_sql,
+    failing_rows_sql,
+    needs_aggregate,
+    quote,
+)
+from headwater.quality.targets import BatchTarget, CheckTarget
 
 
 @dataclass
@@ -259,6 +268,11 @@ def run_checks(
             else:
                 if f"f{idx}" in agg_row:
                     failing = _int(agg_row[f"f{idx}"])
+                elif (
+                    isinstance(check, UniqueCheck)
+                    and (counted := sorted_key_failures(target, check)) is not None
+                ):
+                    failing = counted
                 else:
                     ref = _ref(target, check)
                     failing = _int(target.query(count_sql(target.relation, check, ref)).column(0)[0].as_py())
@@ -287,6 +301,42 @@ def run_checks(
         table=target.name, engine=target.engine.value, rows=rows, results=results,
         elapsed=time.perf_counter() - t0, batch_id=batch_id, partition=partition,
     )  # fmt: skip
+
+
+MAX_SORTED_KEYS = 64_000_000
+"""Largest batch whose unique check may count duplicates in NumPy (512 MB of int64 keys)."""
+
+
+def sorted_key_failures(target: CheckTarget, check: UniqueCheck) -> int | None:
+    """The failing rows of a unique check (rows whose key occurs more than once), counted in NumPy
+    for a one-column integer or temporal key of a DuckDB batch of up to ``MAX_SORTED_KEYS`` rows. The
+    keys are read once; when they already increase (sequence ids, event ids in file order) that is the
+    proof, otherwise one vectorised sort and a comparison of neighbours. The ``GROUP BY`` it replaces
+    cost ~1.2 s on 15M keys here, this 0.2-0.4 s. None leaves the check to the ``GROUP BY``: other
+    targets, key types, filtered checks, larger batches, or a query that fails (it then reports)."""
+    if not isinstance(target, BatchTarget) or len(check.columns) != 1 or check.where:
+        return None
+    if target.rows is None or target.rows > MAX_SORTED_KEYS:
+        return None
+    col = quote(check.columns[0])
+    select = f"SELECT {col} FROM {target.relation} AS {T} WHERE {col} IS NOT NULL"
+    try:
+        kind = target.con.sql(f"{select} LIMIT 0").to_arrow_table().schema.field(0).type
+        if not (pa.types.is_integer(kind) or pa.types.is_timestamp(kind) or pa.types.is_date(kind)):
+            return None
+        keys = target.con.sql(select).to_arrow_table().column(0).to_numpy()
+    except duckdb.Error:
+        return None
+    if len(keys) < 2 or bool(np.all(keys[1:] > keys[:-1])):
+        return 0
+    keys = np.sort(keys)
+    same = keys[1:] == keys[:-1]
+    if not same.any():
+        return 0
+    shared = np.zeros(len(keys), dtype=bool)
+    shared[1:] |= same
+    shared[:-1] |= same
+    return int(np.count_nonzero(shared))
 
 
 class _CheckFailed(Exception):
