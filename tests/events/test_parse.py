@@ -125,3 +125,26 @@ def test_matches_duckdb_reading_the_whole_file(tmp_path: Path) -> None:
         "'properties': 'VARCHAR'}, quote = '\"', escape = '\"')"
     ).to_arrow_table()
     assert [{k: r[k] for k in expected.column_names} for r in rows] == expected.to_pylist()
+
+
+def test_parsed_rows_do_not_share_the_reused_read_buffer(tmp_path: Path) -> None:
+    """Each parse thread reads its ranges into one reused buffer; the rows parsed from a range must
+    not point into it (PyArrow's CSV reader copies), or the next range would overwrite them."""
+    import os
+
+    from headwater.events import parse
+
+    path = tmp_path / "events.csv"
+    path.write_bytes(
+        b'1,2021-01-01 00:00:00,5,6,click,"hello, world"\n2,2021-01-01 00:00:01,7,8,view,plain\n'
+    )
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunk = parse._fast(fd, 0, 0, path.stat().st_size)
+        assert chunk.table is not None
+        before = chunk.table.to_pylist()
+        parse._LOCAL.buf[:] = b"X" * len(parse._LOCAL.buf)  # the next range lands here
+        assert chunk.table.to_pylist() == before
+        assert before[0]["properties"] == "hello, world"
+    finally:
+        os.close(fd)

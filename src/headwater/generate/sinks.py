@@ -3,10 +3,7 @@ while written (no second pass), each file written as ``*.partial`` and renamed w
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
-import mmap
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +13,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from headwater.directio import DirectFile
 from headwater.manifest import FileRecord
 
 PARQUET_ROW_GROUP = 131_072
 """Rows per Parquet row group: fixed, so files are byte-identical whatever the chunk size."""
-WRITEBACK_BYTES = 64 << 20
-"""Start the disk writes of a file every this many bytes (see ``_HashingFile._start_writeback``)."""
 
 
 @dataclass
@@ -34,123 +30,13 @@ class Segment:
     file_row: int
 
 
-class _HashingFile:
-    """A binary file that hashes what it writes (for Parquet, whose writer wants a file object).
+class _HashingFile(DirectFile):
+    """A new file that hashes (SHA-256) what it writes, written with direct I/O where possible."""
 
-    On Linux it writes with ``O_DIRECT`` from a reused, page-aligned buffer, in blocks of
-    ``DIRECT_BLOCK``: the text goes from that buffer to the disk without passing through the page
-    cache. Buffered writes of freshly generated gigabytes cost the writing process 1-2.6 CPU
-    seconds per GB here (the kernel allocates, accounts and later writes back every page; see
-    ``docs/generate.md``), direct writes about 0.1, and the generated files do not push the
-    machine's cached data out. Where the file system refuses direct I/O (tmpfs, some network and
-    FUSE file systems), the same file is written through the page cache as before."""
+    hasher: Any
 
     def __init__(self, path: Path) -> None:
-        self.hasher = hashlib.sha256()
-        self.bytes = 0
-        self.closed = False
-        self._synced = 0
-        self._buffer: mmap.mmap | None = None
-        self._fill = 0
-        direct = _open_direct(path)
-        if direct is not None:
-            self._fd = direct
-            self._buffer = _DIRECT_BUFFERS.pop() if _DIRECT_BUFFERS else mmap.mmap(-1, DIRECT_BLOCK)
-            self._view = memoryview(self._buffer)
-        else:
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _CLOEXEC, 0o666)
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        self.hasher.update(view)
-        self.bytes += view.nbytes
-        if self._buffer is None:
-            _write_all(self._fd, view)
-            if self.bytes - self._synced >= WRITEBACK_BYTES:
-                self._start_writeback()
-            return view.nbytes
-        done = 0
-        while done < view.nbytes:
-            take = min(DIRECT_BLOCK - self._fill, view.nbytes - done)
-            self._view[self._fill : self._fill + take] = view[done : done + take]
-            self._fill += take
-            done += take
-            if self._fill == DIRECT_BLOCK:
-                self._write_block()
-        return view.nbytes
-
-    def _write_block(self) -> None:
-        try:
-            _write_all(self._fd, self._view)
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:
-                raise
-            # the file system took O_DIRECT at open but refuses the write (which wrote nothing):
-            # this file goes through the page cache from here on
-            _buffered(self._fd)
-            _write_all(self._fd, self._view)
-        self._fill = 0
-
-    def _start_writeback(self) -> None:
-        """Ask the kernel to start writing what is written so far to disk (without waiting), so
-        that the fsync at close finds little left to do instead of the whole file."""
-        if hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(self._fd, self._synced, self.bytes - self._synced, os.POSIX_FADV_DONTNEED)
-        self._synced = self.bytes
-
-    def tell(self) -> int:
-        return self.bytes
-
-    def flush(self) -> None:
-        """Nothing to do: direct writes go out a whole block at a time, the rest at :meth:`close`."""
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        try:
-            if self._buffer is not None:
-                if self._fill:  # the tail is not a whole block: write it through the page cache
-                    _buffered(self._fd)
-                    _write_all(self._fd, self._view[: self._fill])
-                    self._fill = 0
-                self._view.release()
-                _DIRECT_BUFFERS.append(self._buffer)
-                self._buffer = None
-            os.fsync(self._fd)
-        finally:
-            os.close(self._fd)
-
-
-DIRECT_BLOCK = 4 << 20
-"""Bytes per direct write: a multiple of every disk's block size, large enough to keep the disk busy."""
-_DIRECT_BUFFERS: list[mmap.mmap] = []
-"""Page-aligned buffers of closed files, reused by the next ones (their pages are already mapped)."""
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-
-
-def _open_direct(path: Path) -> int | None:
-    """``path`` created for direct writes, or None where the platform or file system has no ``O_DIRECT``."""
-    flag = getattr(os, "O_DIRECT", 0)
-    if not flag or os.environ.get("HEADWATER_DIRECT_IO", "1") == "0":
-        return None
-    try:
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _CLOEXEC | flag, 0o666)
-    except OSError as exc:
-        if exc.errno != errno.EINVAL:
-            raise
-        return None
-
-
-def _buffered(fd: int) -> None:
-    """Turn direct I/O off for ``fd`` (the next writes go through the page cache)."""
-    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_DIRECT)
-
-
-def _write_all(fd: int, view: memoryview) -> None:
-    done = 0
-    while done < view.nbytes:
-        done += os.write(fd, view[done:])
+        super().__init__(path, hashlib.sha256())
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The generator's output files: direct writes (O_DIRECT) and their fallbacks give the same bytes and hash."""
+"""Direct-I/O files (``headwater.directio``): direct writes and their fallbacks give the same bytes and hash."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from headwater.generate import sinks
-from headwater.generate.sinks import DIRECT_BLOCK, _HashingFile
+from headwater import directio
+from headwater.directio import DIRECT_BLOCK, DirectFile
+from headwater.generate.sinks import _HashingFile
 
 # piece sizes that end below, exactly on and past the direct block, and an empty piece
 SIZES = [0, 1, 4095, 4096, DIRECT_BLOCK - 4097, 1, DIRECT_BLOCK, 3 * DIRECT_BLOCK + 17, 12_345]
@@ -48,15 +49,15 @@ def test_file_holds_every_byte_and_its_hash(
 def test_direct_io_is_used_where_the_file_system_has_it(tmp_path: Path) -> None:
     if not hasattr(os, "O_DIRECT"):
         pytest.skip("no O_DIRECT on this platform")
-    f = _HashingFile(tmp_path / "a.csv")
-    assert fcntl.fcntl(f._fd, fcntl.F_GETFL) & os.O_DIRECT  # ext4 and tmpfs both take it
+    f = DirectFile(tmp_path / "a.csv")
+    assert f.direct  # ext4 and tmpfs both take it
     f.write(b"x" * (DIRECT_BLOCK + 1))
     f.close()
     # the closed file's buffer is kept for the next file instead of mapping fresh memory
-    kept = len(sinks._DIRECT_BUFFERS)
+    kept = len(directio._DIRECT_BUFFERS)
     assert kept >= 1
-    g = _HashingFile(tmp_path / "b.csv")
-    assert len(sinks._DIRECT_BUFFERS) == kept - 1
+    g = DirectFile(tmp_path / "b.csv")
+    assert len(directio._DIRECT_BUFFERS) == kept - 1
     g.close()
     assert (tmp_path / "a.csv").stat().st_size == DIRECT_BLOCK + 1
 
@@ -91,9 +92,24 @@ def test_other_write_errors_are_not_swallowed(tmp_path: Path, monkeypatch: pytes
     def full(fd: int, data: bytes | memoryview) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    f = _HashingFile(tmp_path / "out.csv")
+    f = DirectFile(tmp_path / "out.csv")
     monkeypatch.setattr(os, "write", full)
     with pytest.raises(OSError, match="No space left"):
         f.write(b"x" * (2 * DIRECT_BLOCK))
     monkeypatch.undo()
     os.close(f._fd)
+
+
+def test_parquet_writer_over_a_direct_file(tmp_path: Path) -> None:
+    """The events pass hands a DirectFile to PyArrow's ParquetWriter: the file reads back whole."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"id": pa.array(range(300_000)), "s": pa.array([f"v{i % 977}" for i in range(300_000)])})
+    path = tmp_path / "t.parquet"
+    sink = DirectFile(path)
+    with pq.ParquetWriter(sink, table.schema) as writer:
+        writer.write_table(table, row_group_size=100_000)
+    sink.close()
+    assert pq.read_table(path).equals(table)
+    assert path.stat().st_size == sink.bytes
