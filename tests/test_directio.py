@@ -113,3 +113,29 @@ def test_parquet_writer_over_a_direct_file(tmp_path: Path) -> None:
     sink.close()
     assert pq.read_table(path).equals(table)
     assert path.stat().st_size == sink.bytes
+
+
+def test_mount_table_parsing() -> None:
+    text = "srv:/export /mnt/lab\\040data nfs4 rw 0 0\n/dev/vda / ext4 rw 0 0\ntmpfs /dev/shm tmpfs rw 0 0\n"
+    assert directio.parse_mounts(text) == [("/mnt/lab data", "nfs4"), ("/dev/shm", "tmpfs"), ("/", "ext4")]
+
+
+def test_network_and_unknown_file_systems_are_written_through_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A direct write on NFS would wait for the server each time, and FUSE file systems often refuse
+    it: only local disk (and RAM) file systems get direct I/O."""
+    if not hasattr(os, "O_DIRECT"):
+        pytest.skip("no O_DIRECT on this platform")
+    assert directio.file_system(tmp_path) in directio.LOCAL_FILE_SYSTEMS  # this machine's disk
+    for kind in ("nfs4", "fuse.s3fs", "cifs"):
+        monkeypatch.setattr(directio, "_mounts", lambda kind=kind: [("/", kind)])
+        f = DirectFile(tmp_path / f"{kind}.csv")
+        assert not f.direct
+        f.write(b"abc" * 5000)
+        f.close()
+        assert (tmp_path / f"{kind}.csv").read_bytes() == b"abc" * 5000
+    monkeypatch.setattr(directio, "_mounts", lambda: [])  # no mount table: play safe
+    g = DirectFile(tmp_path / "unknown.csv")
+    assert not g.direct
+    g.close()

@@ -5,9 +5,10 @@ writing process 1-2.6 CPU seconds per GB when it goes through the page cache on 
 kernel allocates, accounts and later writes back every 4 KiB page, and on virtual machines fresh pages
 are dear. :class:`DirectFile` copies what it is given into a reused, page-aligned buffer and writes it
 to the disk a ``DIRECT_BLOCK`` at a time, about 0.1 CPU-s per GB, without pushing the machine's cached
-data out. Where the file system refuses direct I/O (at open, or at the first write: tmpfs on older
-kernels, some network and FUSE file systems) the same file is written through the page cache;
-``HEADWATER_DIRECT_IO=0`` asks for that everywhere.
+data out. Only local disk file systems get it (``LOCAL_FILE_SYSTEMS``, looked up in the mount table):
+on NFS or CIFS each direct write would wait for the server, FUSE file systems often refuse it. Where
+the file system refuses direct I/O anyway (at open, or at the first write) the same file is written
+through the page cache; ``HEADWATER_DIRECT_IO=0`` asks for that everywhere.
 
 It is a file object for writers that want one (``pyarrow.parquet.ParquetWriter``), optionally hashing
 what it writes, and durable at :meth:`DirectFile.close` (the tail written, then ``fsync``)."""
@@ -18,6 +19,7 @@ import errno
 import fcntl
 import mmap
 import os
+import re
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -127,10 +129,49 @@ class DirectFile:
         self.close()
 
 
+LOCAL_FILE_SYSTEMS = frozenset(
+    {"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "bcachefs", "jfs", "reiserfs", "zfs", "tmpfs"}
+)
+"""File systems on a local disk (or in RAM) where direct writes are the cheap path. On network file
+systems (NFS, CIFS) each direct write would wait for the server, and FUSE file systems often refuse
+it, so files there go through the page cache."""
+
+
+def parse_mounts(text: str) -> list[tuple[str, str]]:
+    """(mount point, file system type) from a ``/proc/self/mounts`` text, longest mount point first.
+    The kernel writes a space, tab, newline or backslash in a mount point as an octal escape."""
+    found = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 3:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[1])
+            found.append((point, fields[2]))
+    return sorted(found, key=lambda m: len(m[0]), reverse=True)
+
+
+def _mounts() -> list[tuple[str, str]]:
+    try:
+        return parse_mounts(Path("/proc/self/mounts").read_text(encoding="utf-8", errors="surrogateescape"))
+    except OSError:
+        return []
+
+
+def file_system(path: Path) -> str | None:
+    """The type of the file system holding ``path`` (e.g. ``ext4``, ``nfs4``), None when unknown."""
+    where = os.path.realpath(path)
+    for point, kind in _mounts():
+        if where == point or where.startswith(point.rstrip("/") + "/"):
+            return kind
+    return None
+
+
 def _open_direct(path: Path) -> int | None:
-    """``path`` created for direct writes, or None where the platform or file system has no ``O_DIRECT``."""
+    """``path`` created for direct writes, or None where the platform or file system has no ``O_DIRECT``
+    (or is not a local disk, see ``LOCAL_FILE_SYSTEMS``)."""
     flag = getattr(os, "O_DIRECT", 0)
     if not flag or os.environ.get("HEADWATER_DIRECT_IO", "1") == "0":
+        return None
+    if file_system(path.parent) not in LOCAL_FILE_SYSTEMS:
         return None
     try:
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _CLOEXEC | flag, 0o666)
