@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -148,3 +149,25 @@ def test_parsed_rows_do_not_share_the_reused_read_buffer(tmp_path: Path) -> None
         assert before[0]["properties"] == "hello, world"
     finally:
         os.close(fd)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_parse_threads_yield_to_the_writing_thread() -> None:
+    """The parse threads lower their own priority; the calling (writing) thread keeps its own."""
+    import os
+    import threading
+
+    from headwater.events import parse
+
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: list[int] = []
+
+    def probe() -> None:
+        parse._yield_to_writer()
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join()
+    assert seen == [max(base, parse.PARSE_NICE)]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base

@@ -18,7 +18,9 @@ increases (so it is unique), and counts per day, user, company and event type.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
 import threading
 from collections import deque
@@ -123,6 +125,18 @@ _CONVERT = pacsv.ConvertOptions(
 
 
 _LOCAL = threading.local()
+PARSE_NICE = 10
+"""Niceness of the parse threads (Linux: per thread). The one thread that encodes the Parquet file is
+the pass's critical path, and with two parse threads beside it on two cores it lost about a fifth of
+its time to them; niced, they take what it leaves. 2 GB month: 7.5-7.6 s -> 6.5-7.0 s."""
+
+
+def _yield_to_writer() -> None:
+    """Run in each parse thread as it starts: let the writing thread go first (Linux only, where the
+    nice value belongs to the thread; elsewhere it would slow the whole process)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PARSE_NICE)
 
 
 def _read_range(fd: int, start: int, end: int) -> memoryview:
@@ -326,7 +340,7 @@ def parse_month_csv(
                 emit(table, lines, chunk_rejects, in_utc=True)  # DuckDB already converted to UTC
 
             queue: deque[Future[_Chunk]] = deque()
-            with ThreadPoolExecutor(threads, thread_name_prefix="hw-parse") as pool:
+            with ThreadPoolExecutor(threads, "hw-parse", initializer=_yield_to_writer) as pool:
                 ranges = _ranges(fd, body_start, size, chunk_bytes)
                 index = 0
 
