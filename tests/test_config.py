@@ -30,6 +30,14 @@ def test_defaults_file_and_env_override(tmp_path: Path) -> None:
     assert "secret" not in repr(pg)
 
 
+def test_process_variables_are_not_settings(tmp_path: Path) -> None:
+    """HEADWATER_DEBUG, HEADWATER_DIRECT_IO, ... steer the process: they must not be read as settings
+    overrides (the settings model forbids unknown keys, so that would refuse to start)."""
+    init_project(tmp_path, "p")
+    env = {"HEADWATER_DIRECT_IO": "0", "HEADWATER_DEBUG": "1", "HEADWATER_GENERATE__SEED": "3"}
+    assert load_settings(tmp_path, env=env).generate.seed == 3
+
+
 def test_invalid_settings_name_file_and_key(tmp_path: Path) -> None:
     (tmp_path / "headwater.yaml").write_text("generate: {workers: -1}\n")
     with pytest.raises(ConfigError, match=r"headwater.yaml: generate.workers: Input should be greater than"):

@@ -20,7 +20,7 @@ from headwater.errors import ConfigError
 PROJECT_FILE = "headwater.yaml"
 ENV_PREFIX = "HEADWATER_"
 # variables that steer the process rather than override a setting
-RESERVED_ENV = frozenset({"HEADWATER_DEBUG", "HEADWATER_PROJECT", "HEADWATER_VENV"})
+RESERVED_ENV = frozenset({"HEADWATER_DEBUG", "HEADWATER_DIRECT_IO", "HEADWATER_PROJECT", "HEADWATER_VENV"})
 
 
 class _Model(BaseModel):
