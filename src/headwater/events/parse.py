@@ -170,8 +170,10 @@ def _fast(fd: int, index: int, start: int, end: int) -> _Chunk:
     # a line break inside a value: the range may end inside a quoted value, and rows != lines
     chunk.has_newline_in_value = any(_holds_newline(table.column(c)) for c in STRING_COLUMNS)
     chunk.table = table
-    lines = np.count_nonzero(np.frombuffer(data, np.uint8) == 10) if chunk.has_newline_in_value else 0
-    chunk.lines = int(lines) if chunk.has_newline_in_value else table.num_rows
+    if chunk.has_newline_in_value:
+        chunk.lines = int(np.count_nonzero(np.frombuffer(data, np.uint8) == 10))
+    else:
+        chunk.lines = table.num_rows
     return chunk
 
 
