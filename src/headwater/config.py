@@ -44,6 +44,11 @@ class DuckDBWarehouseSettings(_Model):
     lock_timeout: float = Field(
         default=30.0, ge=0, description="seconds to wait for another process's write lock on the file"
     )
+    key_index: bool = Field(
+        default=False,
+        description="declare primary keys to DuckDB (an index that enforces them, ~2x slower merges); "
+        "false: keys are recorded and every headwater load enforces them",
+    )
 
 
 class PostgresWarehouseSettings(_Model):
@@ -299,6 +304,7 @@ storage:
 warehouse:
   kind: duckdb
   path: warehouse.duckdb
+  # key_index: false   # true: declare primary keys to DuckDB (an enforcing index; merges ~2x slower)
   # kind: postgres
   # url: postgresql://user@127.0.0.1:5432/analytics   # put a password in HEADWATER_WAREHOUSE__URL
   # merge_fillfactor: 80   # % of each page tables made by a merge fill (room for updates in place)

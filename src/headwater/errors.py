@@ -15,6 +15,7 @@ the actual values and, where there is one, the next step.
     │   └── TransientStorageError  a network or server hiccup, worth retrying        (exit 4)
     └── WarehouseError             a load or query in the warehouse failed           (exit 5)
         ├── SchemaChangeError      a load would break a table's schema; nothing written (exit 5)
+        ├── KeyConflictError       an append would repeat a key the table holds; nothing written (exit 5)
         └── WarehouseBusyError     another process holds the DuckDB file for writing (exit 5)
 
 Library errors are translated where they enter headwater (``raise StorageError(...) from exc``).
@@ -97,6 +98,11 @@ class WarehouseError(HeadwaterError):
 class SchemaChangeError(WarehouseError):
     """A load would change a table in a way its policy refuses (breaking type, changed key);
     the message names table and column. Nothing was written."""
+
+
+class KeyConflictError(WarehouseError):
+    """An append or a partition swap would give a table a second row with a key it already holds;
+    the message names table, key and value. Nothing was written."""
 
 
 class WarehouseBusyError(WarehouseError):

@@ -53,10 +53,16 @@ __all__ = [
 
 
 def open_warehouse(
-    url: str | Path, schema: str = "public", lock_timeout: float = 30.0, merge_fillfactor: int | None = None
+    url: str | Path,
+    schema: str = "public",
+    lock_timeout: float = 30.0,
+    merge_fillfactor: int | None = None,
+    key_index: bool = False,
 ) -> Warehouse:
     """A warehouse from a URL: ``postgresql://...`` (in ``schema``), ``duckdb:///path`` or a file path.
-    ``merge_fillfactor`` (PostgreSQL): how full tables made by a merge fill their pages (default 80)."""
+    ``merge_fillfactor`` (PostgreSQL): how full tables made by a merge fill their pages (default 80).
+    ``key_index`` (DuckDB): declare primary keys to DuckDB (an ART index per table) instead of
+    recording them and enforcing them in every load (PostgreSQL always declares them)."""
     text = str(url)
     if text.startswith(("postgresql://", "postgres://")):
         from headwater.warehouse.postgres import MERGE_FILLFACTOR, PostgresWarehouse
@@ -68,7 +74,9 @@ def open_warehouse(
         )
     from headwater.warehouse.duckdb import DuckDBWarehouse
 
-    return DuckDBWarehouse(Path(text.removeprefix("duckdb://")), lock_timeout=lock_timeout)
+    return DuckDBWarehouse(
+        Path(text.removeprefix("duckdb://")), lock_timeout=lock_timeout, key_index=key_index
+    )
 
 
 def warehouse_from_settings(settings: Settings) -> Warehouse:
@@ -81,4 +89,4 @@ def warehouse_from_settings(settings: Settings) -> Warehouse:
             wh.url.get_secret_value(), schema=wh.schema_name, merge_fillfactor=wh.merge_fillfactor
         )
     assert isinstance(wh, DuckDBWarehouseSettings)
-    return open_warehouse(settings.resolve(wh.path), lock_timeout=wh.lock_timeout)
+    return open_warehouse(settings.resolve(wh.path), lock_timeout=wh.lock_timeout, key_index=wh.key_index)

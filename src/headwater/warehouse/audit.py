@@ -1,9 +1,12 @@
-"""The warehouse's own tables: the load audit (one row per landed batch and table) and the
-schema history (one row per change to a table's shape). Both are written in the load's transaction."""
+"""The warehouse's own tables: the load audit (one row per landed batch and table), the schema history
+(one row per change to a table's shape) and the recorded keys (a table's primary key where the database
+is not asked to enforce it: see ``SqlWarehouse.declares_keys``). All are written in the load's
+transaction."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 
 from headwater.errors import WarehouseError
@@ -13,6 +16,7 @@ from headwater.warehouse.types import Dialect
 
 AUDIT_TABLE = "_hw_load_audit"
 HISTORY_TABLE = "_hw_schema_history"
+KEYS_TABLE = "_hw_table_keys"
 INTERNAL_PREFIX = "_hw_"
 
 _AUDIT_DDL = f"""CREATE TABLE IF NOT EXISTS {AUDIT_TABLE} (
@@ -41,6 +45,10 @@ _HISTORY_DDL = f"""CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
     batch_id VARCHAR,
     changed_at TIMESTAMP NOT NULL)"""
 
+_KEYS_DDL = f"""CREATE TABLE IF NOT EXISTS {KEYS_TABLE} (
+    table_name VARCHAR NOT NULL PRIMARY KEY,
+    key_columns VARCHAR NOT NULL)"""
+
 # changes that alter a table's shape and so bump its schema version
 _VERSIONED = frozenset({ChangeKind.CREATE_TABLE, ChangeKind.ADD_COLUMN, ChangeKind.WIDEN_COLUMN})
 
@@ -52,6 +60,20 @@ def ensure_meta_tables(session: Session) -> None:
         session.execute("SELECT pg_advisory_xact_lock(?)", [0x6877_6D65])
     session.execute(_AUDIT_DDL)
     session.execute(_HISTORY_DDL)
+    session.execute(_KEYS_DDL)
+
+
+def recorded_key(session: Session, table: str) -> tuple[str, ...]:
+    """The primary key recorded for ``table`` (empty when none is)."""
+    rows = session.fetch(f"SELECT key_columns FROM {KEYS_TABLE} WHERE table_name = ?", [table])
+    return tuple(json.loads(rows[0][0])) if rows else ()
+
+
+def record_key(session: Session, table: str, key: Sequence[str]) -> None:
+    """Record ``key`` as ``table``'s primary key, replacing any earlier record (none: forget it)."""
+    session.execute(f"DELETE FROM {KEYS_TABLE} WHERE table_name = ?", [table])
+    if key:
+        session.execute(f"INSERT INTO {KEYS_TABLE} VALUES (?, ?)", [table, json.dumps(list(key))])
 
 
 def find_loaded(session: Session, request: LoadRequest) -> LoadResult | None:

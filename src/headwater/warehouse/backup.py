@@ -11,6 +11,7 @@ from pathlib import Path
 from headwater.errors import IntegrityError, WarehouseError
 from headwater.manifest import MANIFEST_NAME, FileRecord, Manifest, sha256_file
 from headwater.progress import Progress, no_progress
+from headwater.warehouse.audit import KEYS_TABLE
 from headwater.warehouse.base import TableData, Warehouse
 from headwater.warehouse.types import parse_sql_type
 
@@ -26,13 +27,14 @@ class SnapshotSummary:
 
 
 def backup_warehouse(warehouse: Warehouse, dest: Path, progress: Progress = no_progress) -> SnapshotSummary:
-    """Write every table (the warehouse's own audit and history tables too) under
+    """Write every table (the warehouse's own audit and history tables too; each table's primary key
+    goes into the manifest) under
     ``dest/snapshot-<UTC time>/``; the manifest is written last, so a snapshot without one is incomplete."""
     started = dt.datetime.now(dt.UTC)
     folder = dest / f"snapshot-{started:%Y%m%dT%H%M%S%fZ}"
     if folder.exists():
         raise WarehouseError(f"{folder}: already exists; choose another destination")
-    infos = {t.name: t for t in warehouse.tables(include_internal=True)}
+    infos = {t.name: t for t in warehouse.tables(include_internal=True) if t.name != KEYS_TABLE}
     exported = warehouse.export_tables(list(infos), folder / "tables")
     manifest = Manifest(
         meta={

@@ -3,13 +3,17 @@
 DuckDB lets one process at a time open a file for writing. Write connections are opened per
 transaction and closed right after; when another process holds the file, opening retries until
 ``lock_timeout`` and then raises WarehouseBusyError naming the file. Reads use read-only
-connections, which also wait while a writer holds the file (DuckDB's lock is exclusive).
+connections, which also wait while a writer holds the file (DuckDB's lock is exclusive). Within one
+process, write transactions on a file take turns (a lock per file), so two threads' loads cannot
+both insert the same new key: primary keys are recorded and enforced by the loads, not declared to
+DuckDB (no ART index), unless ``key_index`` asks for them to be.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -29,6 +33,14 @@ from headwater.warehouse.types import Dialect, SqlType, parse_sql_type
 _COUNTED = ("INSERT", "UPDATE", "DELETE", "MERGE")
 _LOCK_WORDS = ("lock", "conflicting")
 _names = itertools.count()
+_WRITERS: dict[Path, threading.RLock] = {}
+_WRITERS_LOCK = threading.Lock()
+
+
+def _writer_lock(path: Path) -> threading.RLock:
+    """The lock that write transactions on ``path`` take in this process."""
+    with _WRITERS_LOCK:
+        return _WRITERS.setdefault(path.resolve(), threading.RLock())
 
 
 def _translate(exc: duckdb.Error) -> WarehouseError:
@@ -160,11 +172,12 @@ class DuckDBWarehouse(SqlWarehouse):
 
     dialect = Dialect.DUCKDB
 
-    def __init__(self, path: Path, lock_timeout: float = 30.0) -> None:
+    def __init__(self, path: Path, lock_timeout: float = 30.0, key_index: bool = False) -> None:
         super().__init__()
         self.path = Path(path)
         self.url = f"duckdb:///{self.path}"
         self.lock_timeout = lock_timeout
+        self.declares_keys = key_index
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self.lock_timeout
@@ -191,10 +204,12 @@ class DuckDBWarehouse(SqlWarehouse):
     @contextmanager
     def _session(self, write: bool) -> Iterator[DuckDBSession]:
         read_only = not write and self.path.exists()
-        if write:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = self._connect(read_only)
-        try:
-            yield DuckDBSession(con)
-        finally:
-            con.close()
+        with contextlib.ExitStack() as stack:
+            if write:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                stack.enter_context(_writer_lock(self.path))
+            con = self._connect(read_only)
+            try:
+                yield DuckDBSession(con)
+            finally:
+                con.close()
