@@ -25,6 +25,11 @@ from typing import Any, Protocol
 
 DIRECT_BLOCK = 4 << 20
 """Bytes per direct write: a multiple of every disk's block size, large enough to keep the disk busy."""
+HASH_STEP = 256 << 10
+"""Bytes copied into the block, then hashed from it, at a time. Hashing what the caller passed (memory
+another process wrote: not in this CPU's cache), then copying it, read it twice from memory: SHA-256
+ran at ~1.15 GB/s here, against ~1.8 GB/s from the cache; 512 MB copied and hashed took 0.48 CPU-s,
+in 256 KiB steps 0.35."""
 WRITEBACK_BYTES = 64 << 20
 """Buffered fallback: start the disk writes of a file every this many bytes (see ``_start_writeback``)."""
 _DIRECT_BUFFERS: list[mmap.mmap] = []
@@ -62,19 +67,25 @@ class DirectFile:
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
-        if self.hasher is not None:
-            self.hasher.update(view)
         self.bytes += view.nbytes
         if self._buffer is None:
+            if self.hasher is not None:
+                self.hasher.update(view)
             _write_all(self._fd, view)
             if self.bytes - self._synced >= WRITEBACK_BYTES:
                 self._start_writeback()
             return view.nbytes
+        # copy a cache-sized step into the block, then hash the step from there while it is still in
+        # the CPU's cache: one read of the caller's memory instead of two
+        step = HASH_STEP if self.hasher is not None else DIRECT_BLOCK
         done = 0
         while done < view.nbytes:
-            take = min(DIRECT_BLOCK - self._fill, view.nbytes - done)
-            self._view[self._fill : self._fill + take] = view[done : done + take]
-            self._fill += take
+            take = min(DIRECT_BLOCK - self._fill, view.nbytes - done, step)
+            end = self._fill + take
+            self._view[self._fill : end] = view[done : done + take]
+            if self.hasher is not None:
+                self.hasher.update(self._view[self._fill : end])
+            self._fill = end
             done += take
             if self._fill == DIRECT_BLOCK:
                 self._write_block()
