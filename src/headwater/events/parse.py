@@ -58,13 +58,17 @@ DUCKDB_TYPES = {
 STRING_COLUMNS = [n for n, t in ARROW_TYPES.items() if pa.types.is_string(t)]
 OUTPUT_SCHEMA = pa.schema([*ARROW_TYPES.items(), ("event_month", pa.date32())])
 REJECT_SCHEMA = pa.schema([("_hw_line", pa.int64()), ("_hw_reason", pa.string()), ("_hw_raw", pa.string())])
-CHUNK_BYTES = 16 << 20
+CHUNK_BYTES = 8 << 20
+"""Bytes per range. The parser reads a range right after ``pread`` copied it into the thread's buffer:
+at 8 MB more of it is still in the CPU's caches than at 16 (parse threads 6.4-7.1 -> 5.8-6.4 CPU-s per
+2 GB month); at 4 MB the per-range costs ate the gain."""
 ROW_GROUP = 1_000_000
 _PROBE = 1 << 16
-IN_FLIGHT_PER_THREAD = 4
-"""Ranges queued or being parsed per parse thread. With 2 per thread the niced parse threads fell
-behind the writing thread now and then and it waited (2 GB month: run_month 6.4-6.7 s); with 4 they
-keep ahead (5.8-5.9 s), for about 100 MB more in flight (peak RSS stays about 600 MB at any size)."""
+IN_FLIGHT_PER_THREAD = 8
+"""Ranges queued or being parsed per parse thread (64 MB per thread at 8 MB a range). With too few the
+niced parse threads fall behind the writing thread and it waits: at 16 MB ranges, 2 per thread gave
+run_month 6.4-6.7 s on a 2 GB month and 4 gave 5.8-5.9 s. 8 MB x 8 against 16 MB x 4, alternating:
+5.46-5.94 s against 5.79-6.38 s. Peak RSS stays about 600-700 MB at any size."""
 MAX_MERGE = 8
 
 
@@ -145,7 +149,7 @@ def _yield_to_writer() -> None:
 
 def _read_range(fd: int, start: int, end: int) -> memoryview:
     """Bytes [start, end) of ``fd`` in this thread's reused buffer (valid until its next call). A new
-    ``bytes`` per 16 MB range would fault in fresh pages every time: on these virtual machines that was
+    ``bytes`` per range would fault in fresh pages every time: on these virtual machines that was
     1-3 s of system time per 2 GB month. PyArrow's CSV reader copies what it parses, so the buffer is
     free again once the range is parsed."""
     size = end - start
