@@ -10,6 +10,7 @@ event_ids keeping the first, write Parquet, and compute events per day and the t
     ./dev.sh bench events                   # 2 GB month, all contenders
     ./dev.sh bench events --size 200MB      # a quick run
     ./dev.sh bench events --size 10GB --only headwater,polars   # the memory bound on a 10 GB month
+    ./dev.sh bench events --only headwater,polars --repeat 3    # three rounds, medians in the table
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from headwater.units import format_bytes, parse_size
 
@@ -153,6 +155,13 @@ def main() -> None:
     parser.add_argument("--size", default="2GB", help="size of the month's CSV (default 2GB)")
     parser.add_argument("--only", default=",".join(CONTENDERS), help="comma-separated contenders")
     parser.add_argument("--work", type=Path, default=None, help="folder for data (default: a temp folder)")
+    parser.add_argument(
+        "--repeat",
+        type=positive_int,
+        default=1,
+        help="rounds of every contender, one after the other; each round's ratio is printed and the table "
+        "shows each contender's median run (Polars' time alone moves by a third between runs here)",
+    )
     args = parser.parse_args()
     size = parse_size(args.size)
     work = args.work or Path(tempfile.gettempdir()) / "headwater-bench-events"
@@ -165,14 +174,30 @@ def main() -> None:
 
         init_project(project, "bench-events")
     codes = {"headwater": HEADWATER, "pandas": PANDAS, "polars": POLARS, "duckdb": DUCKDB}
-    results: dict[str, dict[str, float]] = {}
-    for name in args.only.split(","):
-        out = work / f"{name}.parquet"
-        argv = [str(project), str(work / "events")] if name == "headwater" else [str(csv), str(out)]
-        print(f"running {name} ...", flush=True)
-        warm(csv)
-        results[name] = run(name, codes[name], argv)
-        out.unlink(missing_ok=True)
+    names = args.only.split(",")
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    ratios: list[str] = []
+    for round_no in range(1, args.repeat + 1):
+        if args.repeat > 1:
+            print(f"round {round_no} of {args.repeat}", flush=True)
+        for name in names:
+            out = work / f"{name}.parquet"
+            argv = [str(project), str(work / "events")] if name == "headwater" else [str(csv), str(out)]
+            print(f"running {name} ...", flush=True)
+            warm(csv)
+            runs[name].append(run(name, codes[name], argv))
+            out.unlink(missing_ok=True)
+        latest = {name: r[-1]["seconds"] for name, r in runs.items()}
+        if "headwater" in latest and {"pandas", "polars"} & set(latest):
+            fastest = min(latest[n] for n in ("pandas", "polars") if n in latest)
+            ratios.append(
+                f"round {round_no}: headwater {latest['headwater']:.1f} s, fastest of pandas and Polars "
+                f"{fastest:.1f} s: {fastest / latest['headwater']:.2f}x"
+            )
+    results = {name: median_run(r) for name, r in runs.items()}
+    if args.repeat > 1:
+        print("\n" + "\n".join(ratios))
+        print(f"(the table below: each contender's median run of {args.repeat})")
     print(f"\nOne month of events, {format_bytes(nbytes)} of CSV, {os.cpu_count()} cores")
     print(f"{'contender':<12}{'seconds':>9}{'MB/s':>8}{'peak RSS':>11}{'rows':>13}  top user")
     for name, r in results.items():
@@ -189,6 +214,19 @@ def main() -> None:
         print(f"headwater stages (s): {results['headwater']['stages']}")
     used = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(f"(this driver: {format_bytes(used)} peak RSS)")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
+    return value
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median time (the faster of the two middle ones for an even count)."""
+    ordered = sorted(runs, key=lambda r: float(r["seconds"]))
+    return ordered[(len(ordered) - 1) // 2]
 
 
 if __name__ == "__main__":
