@@ -234,3 +234,32 @@ def test_report_writes_json_csv_png_and_html(clean_project: Settings, tmp_path: 
     page = (tmp_path / "rep/report.html").read_text()
     assert page.count("data:image/png;base64,") == 3
     assert "http" not in page.replace("http-equiv", "")
+
+
+def test_publishing_syncs_the_month_before_the_rename_and_the_folder_after(
+    dirty_project: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The slow path's Parquet is written by DuckDB's COPY, which does not sync it: publishing must,
+    or a crash right after the month is reported could leave a renamed file without its bytes."""
+    import os
+
+    events: list[tuple[str, int]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.fstat(fd).st_ino))
+        real_fsync(fd)
+
+    def replace(src: str | Path, dst: str | Path) -> None:
+        events.append(("replace", os.stat(src).st_ino))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    report = run_month(dirty_project, "2021-02", load=False, force=True)
+    assert not report.fast_path  # the DuckDB path
+    published = Path(report.processed_uri)
+    file_ino, folder_ino = published.stat().st_ino, published.parent.stat().st_ino
+    moved = events.index(("replace", file_ino))
+    assert ("fsync", file_ino) in events[:moved]
+    assert ("fsync", folder_ino) in events[moved + 1 :]

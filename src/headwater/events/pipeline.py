@@ -43,6 +43,7 @@ from headwater.config import Settings
 from headwater.errors import DataError, HeadwaterError
 from headwater.events.parse import DUCKDB_TYPES, ROW_GROUP, ParseStats, parse_month_csv
 from headwater.events.source import Month, MonthFile, fetch_local, find_month, store_options
+from headwater.manifest import fsync_dir
 from headwater.progress import Progress, no_progress
 from headwater.sqltext import sql_string as _sql_str
 from headwater.storage import Scheme, open_store, parse_location
@@ -263,14 +264,23 @@ def validate_and_dedupe(
 
 
 def _publish(settings: Settings, clean: Path, month: Month) -> str:
-    """Move the clean month into the processed zone, replacing an earlier version atomically."""
+    """Move the clean month into the processed zone, replacing an earlier version atomically and
+    durably: the file's bytes reach the disk before the rename (DuckDB's ``COPY`` does not sync what
+    it writes; the fast path's file is synced already, so this costs it nothing), and the rename
+    itself before the month is reported published."""
     location = parse_location(settings.storage_root)
     key = processed_key(month)
     if location.scheme is Scheme.FILE:
         assert location.path is not None
         target = location.path / key
         target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(clean, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(clean, target)
+        fsync_dir(target.parent)
         return str(target)
     store = open_store(location, store_options(settings))
     store.put_file(key, clean, write_once=False, progress=no_progress, task="publish bytes")
