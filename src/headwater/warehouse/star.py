@@ -52,7 +52,9 @@ def columns_for_table(spec: TableSpec) -> dict[str, SqlType]:
 def render_create_table(
     name: str, columns: Mapping[str, SqlType], primary_key: Sequence[str], dialect: Dialect
 ) -> str:
-    """``CREATE TABLE`` for ``dialect`` (the same statement the warehouse runs when it creates a table)."""
+    """``CREATE TABLE`` for ``dialect`` with the key declared: the statement the warehouse runs on
+    PostgreSQL, and on DuckDB with ``key_index``; by default a DuckDB warehouse creates the table
+    without the ``PRIMARY KEY`` clause and records the key instead (docs/warehouse.md, Primary keys)."""
     cols = [f"    {quote(n)} {t.render(dialect)}" for n, t in columns.items()]
     if primary_key:
         cols.append(f"    PRIMARY KEY ({quote_all(primary_key)})")
