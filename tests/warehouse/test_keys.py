@@ -170,3 +170,19 @@ def test_keys_cross_backends_in_snapshots(
     assert declared_keys(tmp_path / "back.duckdb") == []
     with pytest.raises(KeyConflictError):
         back.load(people([2], ["x"]), LoadRequest("p", "b2", LoadMode.APPEND))
+
+
+def test_a_warehouse_from_before_the_keys_table_still_lists_backs_up_and_loads(
+    duckdb_path: Path, tmp_path: Path
+) -> None:
+    """A file written by an earlier version (declared keys, no ``_hw_table_keys``) is read as it is."""
+    old = open_warehouse(duckdb_path, key_index=True)
+    old.load(people([1, 2], ["a", "b"]), LoadRequest("p", "b1", primary_key=("id",)))
+    old.load(pa.table({"n": [1, 2]}), LoadRequest("log", "b1", LoadMode.APPEND))
+    old.execute("DROP TABLE _hw_table_keys")
+    wh = open_warehouse(duckdb_path)
+    assert {t.name: t.primary_key for t in wh.tables()} == {"log": (), "p": ("id",)}
+    summary = backup_warehouse(wh, tmp_path / "bk")
+    assert summary.tables["p"] == 2
+    result = wh.load(people([2, 3], ["B", "c"]), LoadRequest("p", "b2"))
+    assert (result.inserted, result.updated) == (1, 1)

@@ -71,8 +71,12 @@ class SqlWarehouse(ABC):
         self._meta_ready = False
 
     def _key_of(self, s: Session, table: str) -> tuple[str, ...]:
-        """A table's primary key: declared to the database, or recorded by headwater."""
-        return s.primary_key(table) or audit.recorded_key(s, table)
+        """A table's primary key: declared to the database, or recorded by headwater (a warehouse
+        written by an earlier version has no keys table until its next load creates it)."""
+        declared = s.primary_key(table)
+        if declared or not s.columns(audit.KEYS_TABLE):
+            return declared
+        return audit.recorded_key(s, table)
 
     def _enforces(self, s: Session, table: str) -> bool:
         """Whether the database itself refuses a second row with the same key in ``table``."""
