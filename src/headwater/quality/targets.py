@@ -76,8 +76,10 @@ class BatchTarget:
         refs: Mapping[str, RefSource] | None = None,
         warehouse: Warehouse | None = None,
         rows: int | None = None,
+        parquet_files: Sequence[Path] | None = None,
     ) -> None:
         self.name = name
+        self.parquet_files = list(parquet_files or [])  # the batch's files, when it is Parquet read in place
         self.con = con
         self.relation = relation
         self.refs = dict(refs or {})
@@ -168,7 +170,11 @@ class BatchTarget:
             con.close()
             where = _first_ragged_line(files) if is_csv else None
             raise DataError(where or f"{files[0]}: cannot read: {str(exc).splitlines()[0]}") from exc
-        return cls(name, con, "_hw_batch", refs=refs, warehouse=warehouse, rows=int(rows[0]) if rows else 0)
+        parquet = files if all(f.suffix.lower() == ".parquet" for f in files) else None
+        return cls(
+            name, con, "_hw_batch", refs=refs, warehouse=warehouse, rows=int(rows[0]) if rows else 0,
+            parquet_files=parquet,
+        )  # fmt: skip
 
     def query(self, sql: str) -> pa.Table:
         try:
