@@ -47,6 +47,7 @@ from headwater.quality.checks import (
     RelationshipsCheck,
     UniqueCheck,
 )
+from headwater.quality.dictpage import dictionary_values
 from headwater.quality.sql import Engine, failing_predicate
 from headwater.sqltext import sql_string
 
@@ -93,12 +94,11 @@ class ParquetColumns:
         statistic that is off (a truncated timestamp) makes them give up, never answer wrongly."""
         lo: int | None = None
         hi: int | None = None
-        for reader in self.readers:
+        for f, reader in enumerate(self.readers):
             meta = reader.metadata
-            leaves = [reader.schema.column(i).path for i in range(len(reader.schema))]
-            if leaves.count(column) != 1:
+            index = self.leaf(column, f)
+            if index is None:
                 return None
-            index = leaves.index(column)
             for g in range(meta.num_row_groups):
                 stats = meta.row_group(g).column(index).statistics
                 if stats is None or not stats.has_null_count:
@@ -115,6 +115,19 @@ class ParquetColumns:
         if lo is None or hi is None:
             return None
         return lo, hi
+
+    def leaf(self, column: str, file: int) -> int | None:
+        """The index of ``column`` among the Parquet leaf columns of one file (None when not one leaf)."""
+        schema = self.readers[file].schema
+        leaves = [schema.column(i).path for i in range(len(schema))]
+        return leaves.index(column) if leaves.count(column) == 1 else None
+
+    def dictionary_page(self, column: str, file: int, group: int) -> pa.Array | None:
+        """The values of one integer column chunk's dictionary page (None: read the column instead)."""
+        index = self.leaf(column, file)
+        if index is None:
+            return None
+        return dictionary_values(self.files[file], self.readers[file].metadata.row_group(group).column(index))
 
     def dictionary_only(self, column: str, con: duckdb.DuckDBPyConnection) -> bool:
         """Whether every data page of ``column``, in every row group, is dictionary-encoded, so that the
@@ -149,7 +162,9 @@ class ParquetColumns:
         reader = cache.get(key)
         if reader is None:
             path = self.files[file]
-            reader = cache[key] = pq.ParquetFile(path, read_dictionary=[column] if dictionary else None)
+            reader = cache[key] = pq.ParquetFile(
+                path, read_dictionary=[column] if dictionary else None, pre_buffer=False
+            )
         if first_row:
             batches = reader.iter_batches(
                 batch_size=1, row_groups=[group], columns=[column], use_threads=False
@@ -216,6 +231,10 @@ class _Job:
         self.lock = threading.Lock()
         self.gave_up = False
 
+    def read(self, cols: ParquetColumns, file: int, group: int) -> pa.Array | None:
+        """This job's view of one row group (on the calling thread)."""
+        return cols.read(self.column, file, group, dictionary=self.dictionary, first_row=self.first_row)
+
     def fold(self, arr: pa.Array) -> bool:
         """Take one row group (under the job's lock); False gives up the whole job."""
         raise NotImplementedError
@@ -271,7 +290,11 @@ class _Unique(_Job):
 
 
 class _Orphans(_Job):
-    """relationships on an integer column against integer keys: a bitmap lookup per row."""
+    """relationships on an integer column against integer keys: a bitmap lookup per row. When every data
+    page is dictionary-encoded, only the dictionary pages are looked up: none missing proves the check,
+    one missing gives it up to SQL (a dictionary value is not a row count)."""
+
+    pages = False
 
     def __init__(self, position: int, column: str, keys: np.ndarray) -> None:
         super().__init__()
@@ -285,14 +308,25 @@ class _Orphans(_Job):
 
     @classmethod
     def plan(
-        cls, position: int, check: RelationshipsCheck, cols: ParquetColumns, keys: np.ndarray | None
+        cls,
+        position: int,
+        check: RelationshipsCheck,
+        cols: ParquetColumns,
+        keys: np.ndarray | None,
+        con: duckdb.DuckDBPyConnection,
     ) -> _Orphans | None:
         kind = cols.arrow_type(check.column)
         if kind is None or not pa.types.is_integer(kind) or pa.types.is_unsigned_integer(kind):
             return None
         if keys is None or len(keys) == 0 or int(keys.max()) - int(keys.min()) + 1 > MAX_BITMAP:
             return None
-        return cls(position, check.column, keys)
+        job = cls(position, check.column, keys)
+        job.pages = cols.dictionary_only(check.column, con)
+        return job
+
+    def read(self, cols: ParquetColumns, file: int, group: int) -> pa.Array | None:
+        page = cols.dictionary_page(self.column, file, group) if self.pages else None
+        return page if page is not None else cols.read(self.column, file, group)
 
     def fold(self, arr: pa.Array) -> bool:
         if arr.null_count:
@@ -304,6 +338,8 @@ class _Orphans(_Job):
         if int(values.min()) < self.lo or int(values.max()) > self.hi:
             offsets = np.where((values < self.lo) | (values > self.hi), self.outside, offsets)
         missing = len(values) - int(np.count_nonzero(self.member[offsets]))
+        if missing and self.pages:
+            return False
         with self.lock:
             self.missing += missing
         return True
@@ -397,7 +433,7 @@ def answer(
         elif isinstance(check, UniqueCheck):
             job = _Unique.plan(i, check, cols)
         elif isinstance(check, RelationshipsCheck) and cols.arrow_type(check.column) is not None:
-            job = _Orphans.plan(i, check, cols, ref_keys(check))
+            job = _Orphans.plan(i, check, cols, ref_keys(check), con)
         if job is not None:
             jobs.append(job)
     for column, items in by_column.items():
@@ -410,7 +446,7 @@ def answer(
     def task(job: _Job, file: int, group: int) -> None:
         if job.gave_up:
             return
-        arr = cols.read(job.column, file, group, dictionary=job.dictionary, first_row=job.first_row)
+        arr = job.read(cols, file, group)
         if arr is not None and not job.fold(arr):
             job.gave_up = True
 

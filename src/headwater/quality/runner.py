@@ -349,6 +349,7 @@ def _columnar(target: CheckTarget, checks: list[Check]) -> dict[int, int]:
     """Failing counts (by position) of the checks a Parquet batch's files answer without SQL."""
     if not isinstance(target, BatchTarget) or not target.parquet_files:
         return {}
+
     def ref_keys(check: RelationshipsCheck) -> np.ndarray | None:
         try:
             relation = target.ref_relation(check.ref_table, check.ref_column)
