@@ -92,7 +92,7 @@ target = BatchTarget.from_files(files, "events", refs={"users": users})
 report = run_checks(target, checks)
 failed = [r.name for r in report.results if not r.passed]
 print(json.dumps({"seconds": time.perf_counter() - t, "rows": report.rows, "peak_rss": _hwm(), "cpu": _cpu() - _cpu_t,
-                  "note": f"{fmt}; checks {report.elapsed:.1f} s of it; failed: {failed or 'none'}"}))
+                  "note": f"{fmt}; checks {report.elapsed:.2f} s of it; failed: {failed or 'none'}"}))
 """
 
 PANDERA_CHECKS = """
@@ -163,6 +163,11 @@ report.to_file(Path(sys.argv[3]) / "ydata-events.html")
 print(json.dumps({"seconds": time.perf_counter() - t, "rows": len(df), "peak_rss": _hwm(), "cpu": _cpu() - _cpu_t,
                   "note": f"ydata-profiling {ydata_profiling.__version__}, minimal=True, pandas {pd.__version__}"}))
 """
+
+
+def _secs(value: float) -> str:
+    """Seconds with two decimals under 10 s (checks from Parquet take a fraction of one), else one."""
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}"
 
 
 def make_data(folder: Path, size: int) -> Path:
@@ -283,7 +288,7 @@ def main() -> None:
         ratio = f"{seconds * scale / float(str(mine['seconds'])):.1f}x" if mine and who != "headwater" else ""
         star = "*" if scale != 1.0 else ""
         print(
-            f"{task:<16}{who:<11}{rows:>12,}{f'{seconds * scale:.1f}{star}':>10}{f'{cpu * scale:.1f}{star}':>8}"
+            f"{task:<16}{who:<11}{rows:>12,}{f'{_secs(seconds * scale)}{star}':>10}{f'{_secs(cpu * scale)}{star}':>8}"
             f"{nbytes / 1e6 / (seconds * scale):>8.0f}{format_bytes(int(str(r['peak_rss']))):>11}{ratio:>14}  {r['note']}"
         )
     print(
