@@ -12,7 +12,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from headwater.events.parse import ParseResult, parse_month_csv
+from headwater.events.parse import OUTPUT_SCHEMA, ParseResult, parse_month_csv
 
 HEADER = "event_id,event_time,user_id,company_id,event_type,properties\n"
 REQUIRED = ("event_id", "event_time", "user_id", "company_id", "event_type")
@@ -171,3 +171,29 @@ def test_parse_threads_yield_to_the_writing_thread() -> None:
     thread.join()
     assert seen == [max(base, parse.PARSE_NICE)]
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
+
+
+def test_the_month_reads_back_with_its_declared_types_from_any_mix_of_ranges(tmp_path: Path) -> None:
+    """Ranges read by PyArrow and by DuckDB (the careful reader) make one file that reads back with the
+    declared types everywhere, keeps every value in order, and is dictionary-encoded where declared."""
+    kinds = ["click", "search", "login", "page_view", "purchase"]
+    lines = [
+        f"{i},2021-03-{1 + i % 28:02d} 10:00:00,{i % 7 + 1},{i % 3 + 1},{kinds[(i // 300) % 5]},p\n"
+        for i in range(1, 4001)
+    ]
+    lines[2500] = f"2501,2021-03-05 10:00:00+02:00,1,1,{kinds[3]},p\n"  # an offset: the range goes to DuckDB
+    path = write(tmp_path / "e.csv", lines)
+    rows, result = parse(path, 4000, threads=2)
+    assert result.careful_chunks >= 1
+    assert result.chunks > 10
+    out = path.with_suffix(".parquet")
+    assert pq.read_schema(out) == OUTPUT_SCHEMA
+    assert [r["event_type"] for r in rows] == [kinds[(i // 300) % 5] for i in range(1, 4001)]
+    types = duckdb.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(out)]).fetchall()
+    assert ("event_type", "VARCHAR") in [(t[0], t[1]) for t in types]
+    stats = duckdb.execute(
+        "SELECT encoding_stats FROM parquet_metadata(?) WHERE path_in_schema = 'event_type'", [str(out)]
+    ).fetchall()
+    assert all(
+        p["encoding"] == "RLE_DICTIONARY" for (s,) in stats for p in s if p["page_type"].startswith("DATA")
+    )
