@@ -26,8 +26,6 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Literal
 
-import httpx
-
 from headwater.config import AlertSettings
 
 log = logging.getLogger(__name__)
@@ -130,6 +128,8 @@ def _deliver(settings: AlertSettings, alert: Alert) -> AlertReceipt:
     failed: list[tuple[str, str]] = []
     log.warning("alert: %s: %s", alert.title, alert.text)
     if settings.webhook_url is not None:
+        import httpx  # 70 ms to import: only when a webhook is configured and an alert goes out
+
         try:
             _post_webhook(settings.webhook_url.get_secret_value(), webhook_payload(alert), settings.timeout)
             delivered.append("webhook")
@@ -147,6 +147,8 @@ def _deliver(settings: AlertSettings, alert: Alert) -> AlertReceipt:
 
 
 def _post_webhook(url: str, payload: dict[str, object], timeout: float) -> None:
+    import httpx
+
     last: Exception | None = None
     for attempt in range(3):
         try:
