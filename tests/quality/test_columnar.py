@@ -55,6 +55,9 @@ CHECKS: list[dict[str, Any]] = [
     {"type": "regex", "column": "note", "pattern": "free text [0-9]+"},
     {"type": "relationships", "column": "user_id", "to": "users.user_id"},
     {"type": "not_null", "column": "user_id"},
+    {"type": "not_null", "columns": ["user_id", "event_type"]},
+    {"type": "range", "column": "user_id", "min": 1, "max": 499},
+    {"type": "range", "column": "event_time", "min": "2021-01-01", "max": "2021-01-13", "inclusive": False},
     {"type": "row_count", "min": 1},
 ]
 

@@ -38,9 +38,11 @@ from headwater.quality.sql import (
     T,
     aggregate_sql,
     count_sql,
+    failing_predicate,
     failing_rows_sql,
     needs_aggregate,
     quote,
+    with_rows,
 )
 from headwater.quality.targets import BatchTarget, CheckTarget
 
@@ -247,6 +249,7 @@ def run_checks(
     checks = list(checks)
     c0 = time.perf_counter()
     known = _columnar(target, checks)  # failing counts the Parquet files' structure answers exactly
+    known.update(_pruned_counts(target, checks, known))
     known_share = (time.perf_counter() - c0) / max(len(known), 1)
     agg_checks = [c for i, c in enumerate(checks) if needs_aggregate(c) and i not in known]
     agg_row, agg_errors, agg_seconds = _aggregate(target, agg_checks)
@@ -343,6 +346,29 @@ def sorted_key_failures(target: CheckTarget, check: UniqueCheck) -> int | None:
     shared[1:] |= same
     shared[:-1] |= same
     return int(np.count_nonzero(shared))
+
+
+def _pruned_counts(target: CheckTarget, checks: list[Check], known: dict[int, int]) -> dict[int, int]:
+    """On Parquet read in place, ``not_null`` and ``range`` (without ``where``) each as a filtered count:
+    DuckDB then skips every row group whose statistics rule the predicate out, where a ``SUM(CASE ...)``
+    in the shared aggregate reads the column (29 M user ids: 4 ms against 60 ms). A check whose query
+    fails is left to the aggregate pass, which reports it."""
+    if not isinstance(target, BatchTarget) or not target.parquet_files:
+        return {}
+    found: dict[int, int] = {}
+    for i, check in enumerate(checks):
+        if i in known or check.where or not isinstance(check, NotNullCheck | RangeCheck):
+            continue
+        pred = failing_predicate(check, target.engine)
+        try:
+            found[i] = _int(
+                target.query(with_rows(target.relation, f"SELECT COUNT(*) FROM {T} WHERE {pred}"))
+                .column(0)[0]
+                .as_py()
+            )
+        except Exception:  # the aggregate pass runs it again and says why it cannot run
+            continue
+    return found
 
 
 def _columnar(target: CheckTarget, checks: list[Check]) -> dict[int, int]:
