@@ -101,6 +101,33 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def sync_tree(folder: Path) -> None:
+    """Make everything under ``folder`` durable before it is published by a rename: each file's bytes,
+    then each folder's entries, deepest first. Without it a crash right after the rename can leave a
+    published batch whose files have their names but not (all) their bytes."""
+    folders: list[Path] = []
+    for root, _dirs, files in os.walk(folder):
+        folders.append(Path(root))
+        for name in files:
+            fd = os.open(Path(root) / name, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    for each in reversed(folders):
+        fsync_dir(each)
+
+
+def publish_folder(folder: Path, final: Path) -> None:
+    """Rename the finished ``folder`` to ``final`` (which must not exist) durably: its contents synced
+    first, the parent folders' entries after."""
+    sync_tree(folder)
+    folder.rename(final)
+    fsync_dir(final.parent)
+    if folder.parent != final.parent:
+        fsync_dir(folder.parent)
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     """sha256 of a file, read in 1 MiB pieces."""
     h = hashlib.sha256()

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from headwater.config import Settings
 from headwater.errors import StorageError
 from headwater.goodreads.etl_schema import DATASET
-from headwater.manifest import MANIFEST_NAME, FileRecord, Manifest, sha256_file
+from headwater.manifest import MANIFEST_NAME, FileRecord, Manifest, publish_folder, sha256_file
 from headwater.storage import (
     Location,
     Scheme,
@@ -183,7 +183,7 @@ class Zones:
         final = self._final_local(zone, ref)
         if self.location.path is not None:
             self.abandon(final)
-            folder.rename(final)
+            publish_folder(folder, final)  # durable: the files synced before the rename
             return manifest
         try:
             push_batch(

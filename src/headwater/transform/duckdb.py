@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 
 from headwater.errors import DataError
+from headwater.manifest import publish_folder
 from headwater.progress import Progress, no_progress
 from headwater.sqltext import quote_identifier, sql_list, sql_string
 from headwater.transform.base import EngineKind, TransformResult, check_sources, describe_output
@@ -86,7 +87,7 @@ class DuckDBEngine:
                         f"{model.path or model.name}: DuckDB failed: {str(exc).strip().splitlines()[0]}"
                     ) from exc
                 shutil.rmtree(final, ignore_errors=True)
-                tmp.rename(final)
+                publish_folder(tmp, final)
                 run = describe_output(model.name, final, time.perf_counter() - t0)
                 result.outputs[model.name] = run
                 con.execute(

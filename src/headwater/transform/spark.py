@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from headwater.errors import DataError, UsageError
+from headwater.manifest import publish_folder
 from headwater.progress import Progress, no_progress
 from headwater.transform.base import EngineKind, TransformResult, check_sources, describe_output
 from headwater.transform.model import Materialize, ModelSet
@@ -212,7 +213,7 @@ class SparkEngine:
                         extra.unlink()
                 final = out / name
                 shutil.rmtree(final, ignore_errors=True)
-                folder.rename(final)
+                publish_folder(folder, final)
                 result.outputs[name] = describe_output(name, final, seconds)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
