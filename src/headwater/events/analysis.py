@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from headwater.arrowbuf import as_int64
 from headwater.config import Settings
 from headwater.errors import DataError
 from headwater.events.source import Month
@@ -257,7 +258,7 @@ def count_parquet(paths: list[Path]) -> Counts | None:
         if arr.null_count:
             raise _NotCountable
         if name == "event_time":
-            days = _int64(arr) // TICKS_PER_DAY[arr.type.unit]
+            days = as_int64(arr) // TICKS_PER_DAY[arr.type.unit]
             first = int(days.min()) if len(days) else 0
             if len(days) and int(days.max()) - first > MAX_ID:  # centuries apart: sort instead
                 found, n = np.unique(days, return_counts=True)
@@ -265,7 +266,7 @@ def count_parquet(paths: list[Path]) -> Counts | None:
             n = np.bincount(days - first)  # a month spans a few dozen days
             present = np.flatnonzero(n)
             return name, dict(zip((present + first).tolist(), n[present].tolist(), strict=True))
-        return name, np.bincount(_int64(arr))
+        return name, np.bincount(as_int64(arr))
 
     tasks = [(f, g, name) for f, g in parts for name in ("event_time", "user_id", "company_id")]
     days: dict[int, int] = {}
@@ -305,13 +306,6 @@ def _bounded(f: pq.ParquetFile) -> bool:
             ):
                 return False
     return True
-
-
-def _int64(arr: pa.Array) -> np.ndarray:
-    """A null-free integer or timestamp array's values as int64, from its buffer (no pandas)."""
-    width = arr.type.bit_width // 8
-    values = np.frombuffer(arr.buffers()[1], dtype=f"<i{width}", count=len(arr), offset=arr.offset * width)
-    return values.astype(np.int64, copy=False)
 
 
 def _add(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -39,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from headwater.arrowbuf import as_int64
 from headwater.quality.checks import (
     AcceptedValuesCheck,
     CastableCheck,
@@ -196,16 +197,6 @@ def _ticks(value: object, kind: pa.DataType) -> int | None:
     return None
 
 
-def _as_int64(arr: pa.Array) -> np.ndarray:
-    """A null-free integer or temporal array's values as int64 (timestamps and dates as raw ticks),
-    read from its buffer: ``Array.to_numpy`` imports pandas, 0.2 s of a cold run."""
-    width = arr.type.bit_width // 8
-    values = np.frombuffer(
-        arr.buffers()[1], dtype=np.dtype(f"<i{width}"), count=len(arr), offset=arr.offset * width
-    )
-    return values.astype(np.int64, copy=False)
-
-
 def _origin(lo: int, hi: int) -> int:
     """The value a bitmap over [lo, hi] starts at: 0 when that costs at most twice the span (the values
     then index it as they are, without a subtraction per row), else ``lo``."""
@@ -273,7 +264,7 @@ class _Unique(_Job):
             arr = arr.drop_null()
         if len(arr) == 0:
             return True
-        keys = _as_int64(arr)
+        keys = as_int64(arr)
         if len(keys) > 1 and not bool(np.all(keys[1:] > keys[:-1])):
             return False  # not increasing within the row group: a repeat cannot be ruled out here
         if keys[0] < self.lo or keys[-1] > self.hi:
@@ -333,7 +324,7 @@ class _Orphans(_Job):
             arr = arr.drop_null()  # NULL references nothing: it passes, as in SQL
         if len(arr) == 0:
             return True
-        values = _as_int64(arr)
+        values = as_int64(arr)
         offsets = values - self.origin if self.origin else values
         if int(values.min()) < self.lo or int(values.max()) > self.hi:
             offsets = np.where((values < self.lo) | (values > self.hi), self.outside, offsets)
@@ -463,5 +454,5 @@ def answer(
 
 def int64_values(column: pa.ChunkedArray) -> np.ndarray:
     """The non-NULL values of an integer or temporal column as one int64 NumPy array."""
-    parts = [_as_int64(c.drop_null() if c.null_count else c) for c in column.chunks if len(c)]
+    parts = [as_int64(c.drop_null() if c.null_count else c) for c in column.chunks if len(c)]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
