@@ -1,6 +1,6 @@
 """Sessions and Goodreads in the code location: the sessions sensor turns uploaded sessions into one run
 each, a failing preprocessor fails its run after the retries (session marked failed), and the Goodreads
-ETL has its 10-minute schedule and landing sensor."""
+ETL has its 10-minute schedule and landing sensor, and its gates are asset checks."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ from pathlib import Path
 
 import dagster as dg
 
+from headwater.goodreads.etl_publish import GATED_TABLES
 from headwater.orchestrate import build_definitions
 from headwater.sessions import FileZone, SessionStatus, open_catalog, upload_sessions
+from tests.goodreads.conftest import land
+from tests.goodreads.conftest import make_settings as goodreads_settings
 from tests.sessions import plugins
 from tests.sessions.conftest import make_project, make_sessions
 
@@ -97,3 +100,36 @@ def test_goodreads_schedule_and_sensor_are_defined(tmp_path: Path) -> None:
         result = sensor(dg.build_sensor_context(instance=instance))
         assert isinstance(result, dg.SkipReason)
         assert "no new landing batches" in str(result.skip_message)
+
+
+def test_goodreads_gates_are_asset_checks(tmp_path: Path, clean_data: Path) -> None:
+    """Each gate of a cycle shows in Dagster as an asset check on goodreads_warehouse: passed when the
+    batch went through, failed (with the failing check in its metadata) when the gate held it back."""
+    for name, extra, held in [
+        ("clean", None, False),
+        (
+            "strict",
+            {
+                "quality": {
+                    "checks": {"fact_reviews": [{"type": "range", "column": "review_votes", "max": 0}]}
+                }
+            },
+            True,
+        ),
+    ]:
+        settings = goodreads_settings(tmp_path / name, extra)
+        land(settings, clean_data, "b1")
+        defs = build_definitions(settings)
+        with dg.instance_for_test() as instance:
+            result = defs.resolve_job_def("goodreads_etl_job").execute_in_process(instance=instance)
+            assert result.success  # a held batch is the gate working, not a failed run
+            evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+        assert set(evaluations) == {f"{t}_checks" for t in GATED_TABLES}
+        fact = evaluations["fact_reviews_checks"]
+        assert fact.passed is (not held)
+        assert all(e.passed for n, e in evaluations.items() if n != "fact_reviews_checks")
+        failed = fact.metadata["failed"].value
+        assert isinstance(failed, dict)
+        assert bool(failed) is held
+        if held:
+            assert any("range(review_votes)" in key for key in failed)

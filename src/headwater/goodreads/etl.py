@@ -320,6 +320,24 @@ class _Cycle:
         report.superseded = sum(t.superseded for t in result.tables.values())
         report.orphaned = sum(t.orphaned for t in result.tables.values())
         report.quarantined += result.quarantined_rows
+        report.gates = [
+            {
+                "table": g.table,
+                "passed": g.publish,
+                "quarantined_rows": g.quarantined_rows,
+                "checks": [
+                    {
+                        "name": r.name,
+                        "severity": r.severity.value,
+                        "passed": r.passed,
+                        "failing": r.failing_count,
+                        "message": r.message,
+                    }
+                    for r in g.report.results
+                ],
+            }
+            for g in result.gates
+        ]
         facts = {
             "publish": {
                 "seconds": seconds,

@@ -102,6 +102,10 @@ STAR: tuple[StarTable, ...] = (
     StarTable("bridge_book_author", "book_authors", ("book_id", "author_id")),
     FACT,
 )
+ORPHANS_GATE = f"{FACT.table}_orphans"
+"""The gate that splits reviews whose user, book or author is unknown off to quarantine."""
+GATED_TABLES: tuple[str, ...] = (ORPHANS_GATE, *(t.table for t in STAR))
+"""Every gate a batch passes before its load, in order (the Dagster asset checks, one per gate)."""
 SURROGATES = {t.table: t.surrogate for t in STAR if t.surrogate}
 FACT_KEYS = {"user_sk": ("dim_user", "user_id"), "book_sk": ("dim_book", "book_id"),
              "author_sk": ("dim_author", "author_id"), "date_sk": ("dim_date", "date_key")}  # fmt: skip
@@ -299,7 +303,7 @@ class Publisher:
         self.scratch.mkdir(parents=True, exist_ok=True)
         gate = gate_batch(
             self.settings,
-            f"{FACT.table}_orphans",
+            ORPHANS_GATE,
             self.sources[FACT.table],
             dataset=DATASET,
             batch_id=self.gate_id,

@@ -46,6 +46,7 @@ class BatchReport:
     orphaned: int = 0
     loaded_rows: int = 0
     held: list[str] = field(default_factory=list)
+    gates: list[dict[str, Any]] = field(default_factory=list)  # per gated table: passed, per-check results
     error: str | None = None
     exception: BaseException | None = field(default=None, repr=False)
 
