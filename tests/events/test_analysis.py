@@ -67,3 +67,9 @@ def test_months_numpy_cannot_count_go_to_duckdb(tmp_path: Path, change: tuple[st
     path = tmp_path / "m.parquet"
     pq.write_table(table, path)
     assert count_parquet([path]) is None
+
+
+def test_a_month_without_an_id_column_goes_to_duckdb(tmp_path: Path) -> None:
+    path = tmp_path / "m.parquet"
+    pq.write_table(_events(100, 10).drop_columns(["company_id"]), path)
+    assert count_parquet([path]) is None

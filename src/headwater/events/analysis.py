@@ -25,13 +25,13 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from headwater.arrowbuf import as_int64
 from headwater.config import Settings
 from headwater.errors import DataError
 from headwater.events.source import Month
 from headwater.manifest import write_atomic
+from headwater.parquetgroups import RowGroups
 from headwater.sqltext import sql_list
 
 
@@ -219,6 +219,7 @@ def analyse(settings: Settings, months: list[Month], top_n: int | None = None) -
 
 MAX_ID = 1 << 26
 """Largest id counted with ``bincount`` (its array of counts: 512 MB at most); larger ids go to DuckDB."""
+COUNTED = ("event_time", "user_id", "company_id")
 TICKS_PER_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
 
 
@@ -234,14 +235,10 @@ class Counts:
 
 def count_parquet(paths: list[Path]) -> Counts | None:
     """Count the events of local Parquet files in NumPy, or None when the files do not allow it."""
-    files = [pq.ParquetFile(p, pre_buffer=False) for p in paths]
-    parts = [(f, g) for f in files for g in range(f.metadata.num_row_groups)]
-    id_types = {tuple(f.schema_arrow.field(c).type for c in ("user_id", "company_id")) for f in files}
-    if len(id_types) != 1:
-        return None  # ids typed differently in different months: DuckDB reconciles them
-    for f in files:
-        schema = f.schema_arrow
-        for name in ("event_time", "user_id", "company_id"):
+    groups = RowGroups(paths)
+    for f, reader in enumerate(groups.readers):
+        schema = reader.schema_arrow
+        for name in COUNTED:
             if schema.get_field_index(name) < 0:
                 return None
         kind = schema.field("event_time").type
@@ -249,18 +246,25 @@ def count_parquet(paths: list[Path]) -> Counts | None:
             return None
         if not all(pa.types.is_integer(schema.field(c).type) for c in ("user_id", "company_id")):
             return None
-        if not _bounded(f):
+        if not _bounded(groups, f):
             return None
+    id_types = {
+        tuple(r.schema_arrow.field(c).type for c in ("user_id", "company_id")) for r in groups.readers
+    }
+    if len(id_types) != 1:
+        return None  # ids typed differently in different months: DuckDB reconciles them
 
-    def count(task: tuple[pq.ParquetFile, int, str]) -> tuple[str, Any]:
+    def count(task: tuple[int, int, str]) -> tuple[str, Any]:
         f, g, name = task
-        arr = f.read_row_group(g, columns=[name], use_threads=False).column(0).combine_chunks()
+        arr = groups.read(name, f, g)
+        if arr is None:
+            return name, {} if name == "event_time" else np.zeros(0, np.int64)
         if arr.null_count:
             raise _NotCountable
         if name == "event_time":
             days = as_int64(arr) // TICKS_PER_DAY[arr.type.unit]
-            first = int(days.min()) if len(days) else 0
-            if len(days) and int(days.max()) - first > MAX_ID:  # centuries apart: sort instead
+            first = int(days.min())
+            if int(days.max()) - first > MAX_ID:  # centuries apart: sort instead
                 found, n = np.unique(days, return_counts=True)
                 return name, dict(zip(found.tolist(), n.tolist(), strict=True))
             n = np.bincount(days - first)  # a month spans a few dozen days
@@ -268,7 +272,7 @@ def count_parquet(paths: list[Path]) -> Counts | None:
             return name, dict(zip((present + first).tolist(), n[present].tolist(), strict=True))
         return name, np.bincount(as_int64(arr))
 
-    tasks = [(f, g, name) for f, g in parts for name in ("event_time", "user_id", "company_id")]
+    tasks = [(f, g, name) for f, g in groups.parts() for name in COUNTED]
     days: dict[int, int] = {}
     ids: dict[str, np.ndarray] = {"user_id": np.zeros(0, np.int64), "company_id": np.zeros(0, np.int64)}
     try:
@@ -281,7 +285,7 @@ def count_parquet(paths: list[Path]) -> Counts | None:
                     ids[name] = _add(ids[name], got)
     except _NotCountable:
         return None
-    schema = files[0].schema_arrow
+    schema = groups.readers[0].schema_arrow
     dtypes = {c: np.dtype(schema.field(c).type.to_pandas_dtype()) for c in ("user_id", "company_id")}
     return Counts(days, ids["user_id"], ids["company_id"], dtypes)
 
@@ -290,15 +294,12 @@ class _NotCountable(Exception):
     """A row group with NULLs: counted by DuckDB instead (NULL is a group there)."""
 
 
-def _bounded(f: pq.ParquetFile) -> bool:
+def _bounded(groups: RowGroups, file: int) -> bool:
     """Whether every row group's statistics put user_id and company_id in [0, MAX_ID) without NULLs."""
-    meta = f.metadata
-    names = [meta.schema.column(i).path for i in range(len(meta.schema))]
-    for g in range(meta.num_row_groups):
-        for name in ("user_id", "company_id", "event_time"):
-            if names.count(name) != 1:
-                return False
-            stats = meta.row_group(g).column(names.index(name)).statistics
+    for g in range(groups.readers[file].metadata.num_row_groups):
+        for name in COUNTED:
+            chunk = groups.chunk(name, file, g)
+            stats = None if chunk is None else chunk.statistics
             if stats is None or not stats.has_null_count or stats.null_count:
                 return False
             if name != "event_time" and (

@@ -37,9 +37,9 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from headwater.arrowbuf import as_int64
+from headwater.parquetgroups import RowGroups
 from headwater.quality.checks import (
     AcceptedValuesCheck,
     CastableCheck,
@@ -67,13 +67,8 @@ RefKeys = Callable[[RelationshipsCheck], np.ndarray | None]
 Called on the calling thread, before any column is read."""
 
 
-class ParquetColumns:
-    """The Parquet files of a batch: footers read once, and one row group of one column on demand."""
-
-    def __init__(self, files: Sequence[Path]) -> None:
-        self.files = tuple(files)
-        self.readers = tuple(pq.ParquetFile(f) for f in self.files)
-        self._local = threading.local()  # each thread reads through its own file objects
+class ParquetColumns(RowGroups):
+    """The Parquet files of a batch, with what the checks ask of their footers."""
 
     def arrow_type(self, column: str) -> pa.DataType | None:
         """The column's Arrow type when every file holds it, top-level and with one type; else None."""
@@ -84,10 +79,6 @@ class ParquetColumns:
                 return None
             types.add(schema.field(column).type)
         return types.pop() if len(types) == 1 else None
-
-    @property
-    def rows(self) -> int:
-        return sum(r.metadata.num_rows for r in self.readers)
 
     def bounds(self, column: str, kind: pa.DataType) -> tuple[int, int] | None:
         """(min, max) of a key column as int64 ticks of ``kind``, from the row groups' statistics; None
@@ -117,18 +108,10 @@ class ParquetColumns:
             return None
         return lo, hi
 
-    def leaf(self, column: str, file: int) -> int | None:
-        """The index of ``column`` among the Parquet leaf columns of one file (None when not one leaf)."""
-        schema = self.readers[file].schema
-        leaves = [schema.column(i).path for i in range(len(schema))]
-        return leaves.index(column) if leaves.count(column) == 1 else None
-
     def dictionary_page(self, column: str, file: int, group: int) -> pa.Array | None:
         """The values of one integer column chunk's dictionary page (None: read the column instead)."""
-        index = self.leaf(column, file)
-        if index is None:
-            return None
-        return dictionary_values(self.files[file], self.readers[file].metadata.row_group(group).column(index))
+        chunk = self.chunk(column, file, group)
+        return None if chunk is None else dictionary_values(self.files[file], chunk)
 
     def dictionary_only(self, column: str, con: duckdb.DuckDBPyConnection) -> bool:
         """Whether every data page of ``column``, in every row group, is dictionary-encoded, so that the
@@ -147,35 +130,6 @@ class ParquetColumns:
                 if page["page_type"].startswith("DATA_PAGE") and "DICTIONARY" not in page["encoding"]:
                     return False
         return True
-
-    def parts(self) -> list[tuple[int, int]]:
-        """Every (file, row group) of the batch."""
-        return [(f, g) for f, r in enumerate(self.readers) for g in range(r.metadata.num_row_groups)]
-
-    def read(
-        self, column: str, file: int, group: int, *, dictionary: bool = False, first_row: bool = False
-    ) -> pa.Array | None:
-        """One row group of one column (a DictionaryArray when asked), read on the calling thread; with
-        ``first_row`` only its first row, whose dictionary is the row group's whole dictionary page.
-        None for a row group without rows."""
-        cache: dict[tuple[int, bool, str], pq.ParquetFile] = self._local.__dict__.setdefault("files", {})
-        key = (file, dictionary, column if dictionary else "")
-        reader = cache.get(key)
-        if reader is None:
-            path = self.files[file]
-            reader = cache[key] = pq.ParquetFile(
-                path, read_dictionary=[column] if dictionary else None, pre_buffer=False
-            )
-        if first_row:
-            batches = reader.iter_batches(
-                batch_size=1, row_groups=[group], columns=[column], use_threads=False
-            )
-            batch = next(batches, None)
-            return None if batch is None else batch.column(0)
-        arr = reader.read_row_group(group, columns=[column], use_threads=False).column(0)
-        if len(arr) == 0:
-            return None
-        return arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
 
 
 def _ticks(value: object, kind: pa.DataType) -> int | None:
