@@ -16,6 +16,7 @@ from headwater.events import Month, analyse, process_month, run_month
 from headwater.events.pipeline import COLUMNS, FACT_TABLE, REQUIRED
 from headwater.quality.quarantine import list_quarantine, show_quarantine
 from headwater.warehouse import warehouse_from_settings
+from tests.durability import record_syncs
 
 SOURCE = "data/incoming/events"
 
@@ -241,21 +242,7 @@ def test_publishing_syncs_the_month_before_the_rename_and_the_folder_after(
 ) -> None:
     """The slow path's Parquet is written by DuckDB's COPY, which does not sync it: publishing must,
     or a crash right after the month is reported could leave a renamed file without its bytes."""
-    import os
-
-    events: list[tuple[str, int]] = []
-    real_fsync, real_replace = os.fsync, os.replace
-
-    def fsync(fd: int) -> None:
-        events.append(("fsync", os.fstat(fd).st_ino))
-        real_fsync(fd)
-
-    def replace(src: str | Path, dst: str | Path) -> None:
-        events.append(("replace", os.stat(src).st_ino))
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
+    events = record_syncs(monkeypatch)
     report = run_month(dirty_project, "2021-02", load=False, force=True)
     assert not report.fast_path  # the DuckDB path
     published = Path(report.processed_uri)

@@ -19,6 +19,7 @@ from headwater.goodreads.etl_schema import Entity
 from headwater.goodreads.etl_zones import BatchRef, Zones
 from headwater.storage import Zone
 from headwater.warehouse import warehouse_from_settings
+from tests.durability import record_syncs
 from tests.goodreads.conftest import (
     STAR_TABLES,
     content_hash,
@@ -263,24 +264,10 @@ def test_zone_batches_are_synced_before_they_are_renamed_into_place(
 ) -> None:
     """A crash right after a batch folder is renamed into its zone must not leave files without their
     bytes: every file is synced before the rename, and the zone folder after it."""
-    import os
-
     from headwater.manifest import MANIFEST_NAME
 
     land(project, clean_data, "b1")
-    events: list[tuple[str, int]] = []
-    real_fsync, real_rename = os.fsync, os.rename
-
-    def fsync(fd: int) -> None:
-        events.append(("fsync", os.fstat(fd).st_ino))
-        real_fsync(fd)
-
-    def rename(src: str | Path, dst: str | Path) -> None:
-        events.append(("rename", os.stat(src).st_ino))
-        real_rename(src, dst)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "rename", rename)
+    events = record_syncs(monkeypatch)
     run_cycle(project).raise_for_failures()
     monkeypatch.undo()
 
