@@ -141,7 +141,7 @@ def test_parsed_rows_do_not_share_the_reused_read_buffer(tmp_path: Path) -> None
     )
     fd = os.open(path, os.O_RDONLY)
     try:
-        chunk = parse._fast(fd, 0, 0, path.stat().st_size)
+        chunk = parse._fast(fd, 0, 0, path.stat().st_size, "UTC")
         assert chunk.table is not None
         before = chunk.table.to_pylist()
         parse._LOCAL.buf[:] = b"X" * len(parse._LOCAL.buf)  # the next range lands here

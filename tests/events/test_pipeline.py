@@ -6,13 +6,15 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from headwater.config import Settings
 from headwater.errors import DataError
-from headwater.events import Month, analyse, process_month, run_month
+from headwater.events import Month, analyse, analyse_table, counts, process_month, run_month
+from headwater.events.counts import Tally
 from headwater.events.pipeline import COLUMNS, FACT_TABLE, REQUIRED
 from headwater.quality.quarantine import list_quarantine, show_quarantine
 from headwater.warehouse import warehouse_from_settings
@@ -250,3 +252,67 @@ def test_publishing_syncs_the_month_before_the_rename_and_the_folder_after(
     moved = events.index(("replace", file_ino))
     assert ("fsync", file_ino) in events[:moved]
     assert ("fsync", folder_ino) in events[moved + 1 :]
+
+
+def _same_analyses(settings: Settings, month: str, path: Path) -> int:
+    """The report from the counts kept beside ``path``, from the file without them, and from DuckDB
+    must be equal; returns the total."""
+    assert counts.load(path) is not None  # what analyse reads instead of the month
+    kept = analyse(settings, [Month.parse(month)], top_n=7)
+    counts.sidecar_path(path).unlink()
+    read = analyse(settings, [Month.parse(month)], top_n=7)
+    by_duckdb = analyse_table(f"read_parquet('{path}')", [month], 7)
+    for name in ("per_day", "per_month", "per_year", "top_users", "top_companies"):
+        pd.testing.assert_frame_equal(getattr(kept, name), getattr(read, name), check_exact=True)
+        pd.testing.assert_frame_equal(getattr(kept, name), getattr(by_duckdb, name), check_exact=True)
+    assert kept.total == read.total == by_duckdb.total
+    return kept.total
+
+
+def test_the_pass_keeps_its_counts_beside_the_month_and_reports_from_them(clean_project: Settings) -> None:
+    report = run_month(clean_project, "2021-05", load=False, force=True)
+    assert report.fast_path
+    assert _same_analyses(clean_project, "2021-05", Path(report.processed_uri)) == report.rows_out
+
+
+def test_counts_kept_by_the_pass_are_of_utc_days(tmp_path: Path) -> None:
+    from headwater.config import init_project, load_settings
+
+    init_project(tmp_path)
+    month_dir = tmp_path / "data/incoming/events/2021/05"
+    month_dir.mkdir(parents=True)
+    (month_dir / "events.csv").write_text(
+        "event_id,event_time,user_id,company_id,event_type,properties\n"
+        "1,2021-05-03 21:00:00,1,1,click,a\n"  # 2021-05-04 01:00 UTC
+        "2,2021-05-03 10:00:00,1,2,click,\n"
+        "3,2021-05-04 10:00:00,2,2,login,b\n",
+        encoding="utf-8",
+    )
+    settings = load_settings(tmp_path, env={})
+    settings = settings.model_copy(
+        update={"events": settings.events.model_copy(update={"timezone": "America/New_York"})}
+    )
+    report = run_month(settings, "2021-05", str(tmp_path / "data/incoming/events"), load=False)
+    assert report.fast_path
+    assert _same_analyses(settings, "2021-05", Path(report.processed_uri)) == 3
+    days = analyse(settings, [Month.parse("2021-05")]).per_day
+    assert dict(zip(days["day"].dt.strftime("%m-%d"), days["events"], strict=True)) == {
+        "05-03": 1,
+        "05-04": 2,
+    }
+
+
+def test_a_month_rewritten_by_the_exact_path_gets_no_counts_and_loses_old_ones(
+    dirty_project: Settings,
+) -> None:
+    report = run_month(dirty_project, "2021-03", load=False, force=True)
+    assert not report.fast_path  # duplicates and bad rows: DuckDB rewrote the month
+    path = Path(report.processed_uri)
+    assert not counts.sidecar_path(path).exists()
+    stale = Tally.of(pq.read_table(path, columns=["event_time", "user_id", "company_id"]).slice(0, 10))
+    kept = stale.counts({"user_id": np.dtype("int64"), "company_id": np.dtype("int64")})
+    assert kept is not None
+    counts.save(kept, path)  # as if an earlier version of the month had been the pass's own
+    run_month(dirty_project, "2021-03", load=False, force=True)
+    assert not counts.sidecar_path(path).exists()
+    assert analyse(dirty_project, [Month.parse("2021-03")]).total == report.rows_out

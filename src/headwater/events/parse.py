@@ -13,7 +13,8 @@ next safe cut, so no record is ever split.
 
 While the rows are in memory the pass also collects what the later stages would otherwise read the file
 again for: null counts of the required columns, the time range, whether ``event_id`` strictly
-increases (so it is unique), and counts per day, user, company and event type.
+increases (so it is unique), and the events per day, user and company that the analyses report
+(:mod:`headwater.events.counts`; each parse thread counts its own ranges).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from headwater.directio import DirectFile
+from headwater.events.counts import IDS, Counts, Tally
 
 # Declared columns of the source file, in order, and their Arrow types.
 ARROW_TYPES: dict[str, pa.DataType] = {
@@ -90,6 +92,7 @@ class ParseResult:
     stats: ParseStats
     chunks: int = 0
     careful_chunks: int = 0
+    counts: Counts | None = None  # events per day, user and company of the rows written
 
     @property
     def rows(self) -> int:
@@ -102,7 +105,8 @@ class _Chunk:
     index: int
     start: int
     end: int
-    table: pa.Table | None = None  # None: the fast reader refused the range
+    table: pa.Table | None = None  # None: the fast reader refused the range; else in UTC
+    tally: Tally | None = None  # the table's counts
     lines: int = 0  # physical lines in the range (known when table is set and no value holds a line break)
     has_newline_in_value: bool = False
     error: str = ""
@@ -166,7 +170,7 @@ def _read_range(fd: int, start: int, end: int) -> memoryview:
     return view[:got]
 
 
-def _fast(fd: int, index: int, start: int, end: int) -> _Chunk:
+def _fast(fd: int, index: int, start: int, end: int, timezone: str) -> _Chunk:
     data = _read_range(fd, start, end)
     chunk = _Chunk(index, start, end)
     try:
@@ -181,7 +185,8 @@ def _fast(fd: int, index: int, start: int, end: int) -> _Chunk:
         return chunk
     # a line break inside a value: the range may end inside a quoted value, and rows != lines
     chunk.has_newline_in_value = any(_holds_newline(table.column(c)) for c in STRING_COLUMNS)
-    chunk.table = table
+    chunk.table = _utc(table, timezone)
+    chunk.tally = Tally.of(chunk.table)
     if chunk.has_newline_in_value:
         chunk.lines = int(np.count_nonzero(np.frombuffer(data, np.uint8) == 10))
     else:
@@ -301,6 +306,7 @@ def parse_month_csv(
     result = ParseResult(REJECT_SCHEMA.empty_table(), stats)
     pending: list[pa.Table] = []
     pending_rows = 0
+    tally = Tally()
     month_days = int(np.datetime64(month_first_day.isoformat(), "D").astype(np.int64))
     with tempfile.TemporaryDirectory(prefix="hw-parse-", dir=out.parent) as tmp_name:
         try:
@@ -332,10 +338,9 @@ def parse_month_csv(
                     writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP)
                     pending, pending_rows = [], 0
 
-            def emit(table: pa.Table, lines: int, chunk_rejects: pa.Table | None, *, in_utc: bool) -> None:
+            def emit(table: pa.Table, lines: int, chunk_rejects: pa.Table | None, counted: Tally) -> None:
                 nonlocal next_line, pending_rows
-                if not in_utc:
-                    table = _utc(table, timezone)
+                tally.absorb(counted)
                 table = table.append_column(
                     "event_month",
                     pa.array(np.full(table.num_rows, month_days, dtype=np.int32), pa.int32()).cast(
@@ -358,7 +363,7 @@ def parse_month_csv(
                     careful = _Careful(header, timezone, Path(tmp_name))
                 table, chunk_rejects, lines = careful.parse(fd, start, end)
                 result.careful_chunks += 1
-                emit(table, lines, chunk_rejects, in_utc=True)  # DuckDB already converted to UTC
+                emit(table, lines, chunk_rejects, Tally.of(table))  # DuckDB already converted to UTC
 
             queue: deque[Future[_Chunk]] = deque()
             with ThreadPoolExecutor(threads, "hw-parse", initializer=_yield_to_writer) as pool:
@@ -370,7 +375,7 @@ def parse_month_csv(
                     nxt = next(ranges, None)
                     if nxt is None:
                         return False
-                    queue.append(pool.submit(_fast, fd, index, *nxt))
+                    queue.append(pool.submit(_fast, fd, index, *nxt, timezone))
                     index += 1
                     return True
 
@@ -392,11 +397,12 @@ def parse_month_csv(
                             submit()
                             if not _quote_parity(fd, start, end):
                                 break
-                        chunk = _fast(fd, chunk.index, start, end)
+                        chunk = _fast(fd, chunk.index, start, end, timezone)
                     if chunk.table is None:
                         carefully(start, end)
                     else:
-                        emit(chunk.table, chunk.lines, None, in_utc=False)
+                        assert chunk.tally is not None
+                        emit(chunk.table, chunk.lines, None, chunk.tally)
                     if on_progress is not None:
                         on_progress(end - start)
                     submit()
@@ -414,4 +420,5 @@ def parse_month_csv(
                 careful.close()
     if rejects:
         result.rejects = pa.concat_tables(rejects)
+    result.counts = tally.counts({c: np.dtype(OUTPUT_SCHEMA.field(c).type.to_pandas_dtype()) for c in IDS})
     return result

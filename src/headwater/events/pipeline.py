@@ -11,8 +11,10 @@ bounded memory; everything after that reads the Parquet, never the text again:
    nulls, all inside the month, ``event_id`` strictly increasing (so unique)"; only when that fails are
    the rows rewritten by an exact SQL pass.
 3. **publish**: the clean file moves to ``processed/events/year=YYYY/month=MM/events.parquet``
-   (atomic rename locally, verified upload to an object store); every rejected row goes to
-   ``quarantine/events/...`` with file, line and reason.
+   (atomic rename locally, verified upload to an object store), with the events per day, user and
+   company that the pass counted beside it when the file is the pass's own (``_events.counts.npz``, so
+   a report does not read the month again); every rejected row goes to ``quarantine/events/...`` with
+   file, line and reason.
 4. **load**: the month replaces its partition of ``fact_events`` in the warehouse (``replace_partition``),
    so re-processing a month is idempotent.
 
@@ -41,6 +43,8 @@ import pyarrow.parquet as pq
 
 from headwater.config import Settings
 from headwater.errors import DataError, HeadwaterError
+from headwater.events import counts
+from headwater.events.counts import Counts
 from headwater.events.parse import DUCKDB_TYPES, ROW_GROUP, ParseStats, parse_month_csv
 from headwater.events.source import Month, MonthFile, fetch_local, find_month, store_options
 from headwater.manifest import fsync_dir
@@ -263,11 +267,12 @@ def validate_and_dedupe(
     return rows, bad, dups
 
 
-def _publish(settings: Settings, clean: Path, month: Month) -> str:
+def _publish(settings: Settings, clean: Path, month: Month, kept: Counts | None = None) -> str:
     """Move the clean month into the processed zone, replacing an earlier version atomically and
     durably: the file's bytes reach the disk before the rename (DuckDB's ``COPY`` does not sync what
     it writes; the fast path's file is synced already, so this costs it nothing), and the rename
-    itself before the month is reported published."""
+    itself before the month is reported published. ``kept``, the counts of the file's rows, go beside
+    a local month (an earlier month's counts are dropped first: they would not match anyway)."""
     location = parse_location(settings.storage_root)
     key = processed_key(month)
     if location.scheme is Scheme.FILE:
@@ -279,8 +284,11 @@ def _publish(settings: Settings, clean: Path, month: Month) -> str:
             os.fsync(fd)
         finally:
             os.close(fd)
+        counts.remove(target)
         os.replace(clean, target)
         fsync_dir(target.parent)
+        if kept is not None:
+            counts.save(kept, target)
         return str(target)
     store = open_store(location, store_options(settings))
     store.put_file(key, clean, write_once=False, progress=no_progress, task="publish bytes")
@@ -435,7 +443,9 @@ def run_month(
             _write_state(settings, report)
             return report
         with _timed(report, "publish"):
-            report.processed_uri = _publish(settings, clean, month)
+            # counts of the rows the pass wrote; the exact path rewrote them, so its month has none
+            kept = parsed_result.counts if clean == parsed else None
+            report.processed_uri = _publish(settings, clean, month, kept)
         if load:
             with _timed(report, "load") as st:
                 result = load_month(settings, month, batch_id, Path(report.processed_uri), progress)
