@@ -73,3 +73,26 @@ def test_a_month_without_an_id_column_goes_to_duckdb(tmp_path: Path) -> None:
     path = tmp_path / "m.parquet"
     pq.write_table(_events(100, 10).drop_columns(["company_id"]), path)
     assert count_parquet([path]) is None
+
+
+@pytest.mark.parametrize("damage", ["no column", "not parquet"])
+def test_a_month_that_cannot_be_analysed_is_one_clear_error(tmp_path: Path, damage: str) -> None:
+    from headwater.config import init_project, load_settings
+    from headwater.errors import DataError
+    from headwater.events import Month, analyse
+    from headwater.events.pipeline import processed_uri
+
+    init_project(tmp_path)
+    settings = load_settings(tmp_path, env={})
+    path = Path(processed_uri(settings, Month.parse("2021-01")))
+    path.parent.mkdir(parents=True)
+    if damage == "no column":
+        pq.write_table(_events(100, 11).drop_columns(["company_id"]), path)
+    else:
+        path.write_bytes(b"event_id,event_time\n1,2021-01-01\n")
+    with pytest.raises(DataError) as raised:
+        analyse(settings, [Month.parse("2021-01")])
+    message = str(raised.value)
+    assert message.startswith(f"{path}: ")
+    assert "\n" not in message
+    assert ("no column company_id" in message) == (damage == "no column")

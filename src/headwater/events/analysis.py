@@ -27,6 +27,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from headwater.arrowbuf import as_int64
 from headwater.config import Settings
@@ -213,12 +214,28 @@ def analyse(settings: Settings, months: list[Month], top_n: int | None = None) -
             )
         paths.append(uri)
     labels, n = [str(m) for m in months], top_n or settings.events.top_n
+    for path in paths:
+        if "://" not in path:
+            _check_columns(Path(path))
     if all("://" not in p for p in paths):
         counted = count_parquet([Path(p) for p in paths])
         if counted is not None:
             return from_counts(counted, labels, n)
-    cols = "event_time, user_id, company_id"
-    return analyse_table(f"(SELECT {cols} FROM read_parquet({sql_list(paths)}))", labels, n)
+    try:
+        return analyse_table(f"(SELECT {', '.join(COUNTED)} FROM read_parquet({sql_list(paths)}))", labels, n)
+    except duckdb.Error as exc:
+        raise DataError(f"{', '.join(paths)}: {str(exc).splitlines()[0]}") from exc
+
+
+def _check_columns(path: Path) -> None:
+    """A one-line error naming ``path`` when it cannot be analysed (before DuckDB's own message)."""
+    try:
+        names = set(pq.read_schema(path).names)
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from exc
+    missing = [c for c in COUNTED if c not in names]
+    if missing:
+        raise DataError(f"{path}: no column {', '.join(missing)}; the analyses read {', '.join(COUNTED)}")
 
 
 MAX_ID = 1 << 26
