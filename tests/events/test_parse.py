@@ -197,3 +197,19 @@ def test_the_month_reads_back_with_its_declared_types_from_any_mix_of_ranges(tmp
     assert all(
         p["encoding"] == "RLE_DICTIONARY" for (s,) in stats for p in s if p["page_type"].startswith("DATA")
     )
+
+
+@pytest.mark.parametrize(("rows", "group"), [(3000, 700), (2800, 700), (500, 700)])
+def test_row_groups_hold_exactly_row_group_rows_but_the_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: int, group: int
+) -> None:
+    from headwater.events import parse as parse_module
+
+    monkeypatch.setattr(parse_module, "ROW_GROUP", group)
+    path = write(tmp_path / "e.csv", clean_lines(rows))
+    got, result = parse(path, 1000, threads=2)  # ranges of ~17 rows, never a multiple of the group
+    meta = pq.ParquetFile(path.with_suffix(".parquet")).metadata
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    assert sizes == [group] * (rows // group) + ([rows % group] if rows % group else [])
+    assert [r["event_id"] for r in got] == list(range(1, rows + 1))
+    assert result.rows == rows

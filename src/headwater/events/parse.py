@@ -332,11 +332,16 @@ def parse_month_csv(
             next_line = 2  # physical line number of the next range's first line
 
             def flush(force: bool) -> None:
+                """Write whole row groups of ``ROW_GROUP`` rows; the rest waits for the next ranges (or,
+                with ``force``, the last row group takes it). Writing all that had arrived as one table
+                split it into 1 M rows and a stub of up to a range's rows: 53 row groups per 29 M rows."""
                 nonlocal pending, pending_rows
-                if pending and (force or pending_rows >= ROW_GROUP):
-                    assert writer is not None
-                    writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP)
-                    pending, pending_rows = [], 0
+                assert writer is not None
+                while pending and (pending_rows >= ROW_GROUP or force):
+                    rows = pa.concat_tables(pending)
+                    writer.write_table(rows.slice(0, ROW_GROUP), row_group_size=ROW_GROUP)
+                    rest = rows.slice(ROW_GROUP)
+                    pending, pending_rows = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
 
             def emit(table: pa.Table, lines: int, chunk_rejects: pa.Table | None, counted: Tally) -> None:
                 nonlocal next_line, pending_rows
