@@ -9,9 +9,11 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from headwater.events.analysis import count_parquet
 from headwater.events.parse import OUTPUT_SCHEMA, ParseResult, parse_month_csv
 
 HEADER = "event_id,event_time,user_id,company_id,event_type,properties\n"
@@ -43,6 +45,14 @@ def parse(
         threads=threads,
         timezone=timezone,
     )
+    if result.counts is not None:  # what the pass counted is what the file holds, whichever reader read it
+        counted = count_parquet([out])
+        assert counted is not None
+        assert (result.counts.days, result.counts.dtypes) == (counted.days, counted.dtypes)
+        for name in ("user_id", "company_id"):
+            assert (
+                np.trim_zeros(getattr(result.counts, name), "b").tolist() == getattr(counted, name).tolist()
+            )
     return pq.read_table(out).to_pylist(), result
 
 
