@@ -1,10 +1,10 @@
 """Events per day, user and company: counted while the parse pass writes a month, kept beside it.
 
 The pass has every row in memory once, typed; counting them there costs 0.17-0.19 CPU-s on a 2 GB
-month (29 M rows, in the parse threads), where reading the month back for a report took 0.41-0.56 s
+month (29 M rows, in the parse threads), where reading the month back for a report took 0.39-0.56 s
 (its file was written past the page cache). So the pass keeps a :class:`Tally` of the rows it writes
 and, when the month is published as written, the counts go beside it as ``_events.counts.npz``: sparse
-(id, events) pairs, 169 kB for that month.
+(id, events) pairs, 110 kB for that month.
 
 The sidecar is a cache and only that. It names the Parquet file it counts by a SHA-256 of the file's
 size and footer (row groups, offsets, sizes and statistics): a month rewritten by anything else, the
