@@ -86,6 +86,7 @@ def test_days_are_floored_across_1970() -> None:
         ("user_id", pa.array([TALLY_MAX_ID] + [1] * 99, pa.int64())),
         ("event_time", pa.array([dt.datetime(2021, 1, 1)] * 100, pa.timestamp("us", "UTC"))),
         ("event_time", pa.array([None] * 100, pa.timestamp("us"))),
+        ("company_id", pa.array(["1"] * 100, pa.string())),
     ],
 )
 def test_a_range_it_cannot_count_leaves_the_month_without_counts(change: tuple[str, pa.Array]) -> None:

@@ -100,7 +100,6 @@ class Tally:
     def __init__(self) -> None:
         self.days: dict[int, int] = {}
         self.ids = {name: np.zeros(0, np.int64) for name in IDS}
-        self.rows = 0
         self.countable = True
 
     @classmethod
@@ -114,7 +113,9 @@ class Tally:
             return
         times = table.column("event_time")
         columns = [times, *(table.column(name) for name in IDS)]
-        if any(c.null_count for c in columns) or not pa.types.is_timestamp(times.type) or times.type.tz:
+        typed = pa.types.is_timestamp(times.type) and not times.type.tz
+        typed = typed and all(pa.types.is_integer(table.schema.field(name).type) for name in IDS)
+        if not typed or any(c.null_count for c in columns):
             self.countable = False
             return
         counted: dict[str, np.ndarray] = {}
@@ -127,7 +128,6 @@ class Tally:
         for name, by_id in counted.items():
             self.ids[name] = add_counts(self.ids[name], by_id)
         self._add_days(count_days(_values(times), times.type.unit))
-        self.rows += table.num_rows
 
     def absorb(self, other: Tally) -> None:
         """Add ``other``'s counts to these."""
@@ -137,7 +137,6 @@ class Tally:
         for name in IDS:
             self.ids[name] = add_counts(self.ids[name], other.ids[name])
         self._add_days(other.days)
-        self.rows += other.rows
 
     def _add_days(self, days: dict[int, int]) -> None:
         for day, n in days.items():
