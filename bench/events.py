@@ -1,9 +1,10 @@
 """Benchmark: one month of events (default 2 GB of CSV) processed by headwater's ``run_month`` against
 the seed's own stack at its best (pandas with the pyarrow CSV engine), Polars streaming (as its users run
 it, writing zstd, and writing snappy like headwater), and raw DuckDB running the same SQL without
-headwater. The table shows wall and CPU seconds, peak RSS and the size of the Parquet written. Each contender runs in a fresh process, so its peak RSS is its own,
-and starts with the CSV in the page cache (read once, untimed, before each: the generator writes with
-direct I/O, so a fresh file is not cached and whoever read it first would pay for the disk).
+headwater. The table shows wall and CPU seconds, peak RSS and the size of the Parquet written. Each
+contender runs in a fresh process, so its peak RSS is its own, and starts with the CSV in the page cache
+(read once, untimed, before each: the generator writes with direct I/O, so a fresh file is not cached
+and whoever read it first would pay for the disk).
 
 Every contender does the same job: parse the month with declared types, timestamps to UTC, drop duplicate
 event_ids keeping the first, write Parquet, and compute events per day and the top 10 users and companies.
