@@ -105,8 +105,11 @@ def test_the_counts_beside_a_month_are_read_instead_of_the_month(tmp_path: Path)
     pq.write_table(table, path, row_group_size=1000)
     tallied = _tally(table, 3).counts(INT64)
     assert tallied is not None
+    path.chmod(0o644)
     sidecar = counts.save(tallied, path)
     assert sidecar == tmp_path / "_events.counts.npz"
+    assert sidecar.stat().st_mode & 0o777 == 0o644  # readable by whoever reads the month
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
     kept = counts.load(path)
     assert kept is not None
     _assert_same(from_counts(kept, ["m"], 9), _duckdb([path]))

@@ -20,7 +20,6 @@ import hashlib
 import io
 import os
 import stat
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from headwater.arrowbuf import as_int64
+from headwater.manifest import write_atomic
 
 IDS = ("user_id", "company_id")
 TICKS_PER_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
@@ -198,17 +198,9 @@ def save(counts: Counts, parquet: Path) -> Path:
             with archive.open(f"{name}.npy", "w") as member:
                 np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
     # renamed into place, not synced: after a crash the sidecar is old, torn or gone, and every one of
-    # those is ignored (old: its digest names another footer)
+    # those is ignored (old: its digest names another footer); readable by whoever reads the month
     path = sidecar_path(parquet)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, stat.S_IMODE(os.stat(parquet).st_mode))  # readable by whoever reads the month
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, buf.getvalue(), durable=False, mode=stat.S_IMODE(os.stat(parquet).st_mode))
     return path
 
 
