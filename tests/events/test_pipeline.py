@@ -167,21 +167,26 @@ def test_reprocessing_is_idempotent_and_loads_one_partition(clean_project: Setti
     assert n.as_py() == first.rows_out - 100
 
 
-def test_timestamps_with_offsets_become_utc(tmp_path: Path) -> None:
+def one_month_project(folder: Path, text: str) -> Settings:
+    """A new project whose source holds one hand-written month, 2021/05/events.csv."""
     from headwater.config import init_project, load_settings
 
-    init_project(tmp_path)
-    month_dir = tmp_path / "data/incoming/events/2021/05"
+    init_project(folder)
+    month_dir = folder / SOURCE / "2021/05"
     month_dir.mkdir(parents=True)
-    (month_dir / "events.csv").write_text(
+    (month_dir / "events.csv").write_text(text, encoding="utf-8")
+    return load_settings(folder, env={})
+
+
+def test_timestamps_with_offsets_become_utc(tmp_path: Path) -> None:
+    settings = one_month_project(
+        tmp_path,
         "event_id,event_time,user_id,company_id,event_type,properties\n"
         "1,2021-05-03T10:00:00+02:00,1,1,click,a\n"
         "2,2021-05-03 10:00:00Z,1,1,click,\n"
         "3,2021-05-03 10:00:00,2,1,login,b\n"
         "4,2021-05-31T23:30:00-02:00,2,1,login,late\n",
-        encoding="utf-8",
     )
-    settings = load_settings(tmp_path, env={})
     df = process_month(str(tmp_path / "data/incoming/events"), "2021-05", settings=settings, load=False)
     assert [t.isoformat() for t in df["event_time"]] == [
         "2021-05-03T08:00:00+00:00",
@@ -193,13 +198,7 @@ def test_timestamps_with_offsets_become_utc(tmp_path: Path) -> None:
 
 
 def test_wrong_header_is_one_clear_error_and_nothing_is_written(tmp_path: Path) -> None:
-    from headwater.config import init_project, load_settings
-
-    init_project(tmp_path)
-    month_dir = tmp_path / "data/incoming/events/2021/05"
-    month_dir.mkdir(parents=True)
-    (month_dir / "events.csv").write_text("id,time,user\n1,2021-05-03,1\n", encoding="utf-8")
-    settings = load_settings(tmp_path, env={})
+    settings = one_month_project(tmp_path, "id,time,user\n1,2021-05-03,1\n")
     with pytest.raises(DataError, match=r"2021/05/events.csv line 1: header 'id,time,user' differs"):
         run_month(settings, "2021-05")
     assert not (tmp_path / "data/processed").exists()
@@ -276,19 +275,13 @@ def test_the_pass_keeps_its_counts_beside_the_month_and_reports_from_them(clean_
 
 
 def test_counts_kept_by_the_pass_are_of_utc_days(tmp_path: Path) -> None:
-    from headwater.config import init_project, load_settings
-
-    init_project(tmp_path)
-    month_dir = tmp_path / "data/incoming/events/2021/05"
-    month_dir.mkdir(parents=True)
-    (month_dir / "events.csv").write_text(
+    settings = one_month_project(
+        tmp_path,
         "event_id,event_time,user_id,company_id,event_type,properties\n"
         "1,2021-05-03 21:00:00,1,1,click,a\n"  # 2021-05-04 01:00 UTC
         "2,2021-05-03 10:00:00,1,2,click,\n"
         "3,2021-05-04 10:00:00,2,2,login,b\n",
-        encoding="utf-8",
     )
-    settings = load_settings(tmp_path, env={})
     settings = settings.model_copy(
         update={"events": settings.events.model_copy(update={"timezone": "America/New_York"})}
     )
