@@ -173,12 +173,6 @@ def analyse_table(events: pa.Table | str, months: list[str], top_n: int = 10) ->
         )
         con.execute("CREATE TEMP TABLE per_day AS SELECT day, events FROM hw_groups WHERE g = 3 ORDER BY day")
         per_day = con.execute("SELECT * FROM per_day").df()
-        per_month = con.execute(
-            "SELECT strftime(day, '%Y-%m') AS month, sum(events)::BIGINT AS events FROM per_day GROUP BY ALL ORDER BY month"
-        ).df()
-        per_year = con.execute(
-            "SELECT year(day)::INTEGER AS year, sum(events)::BIGINT AS events FROM per_day GROUP BY ALL ORDER BY year"
-        ).df()
         total = int(per_day["events"].sum()) if len(per_day) else 0
         tops = {}
         for key, g in (("user_id", 5), ("company_id", 6)):
@@ -190,6 +184,17 @@ def analyse_table(events: pa.Table | str, months: list[str], top_n: int = 10) ->
     finally:
         con.close()
     per_day["day"] = pd.to_datetime(per_day["day"])
+    return _analysis(months, total, per_day, tops)
+
+
+def _analysis(
+    months: list[str], total: int, per_day: pd.DataFrame, tops: dict[str, pd.DataFrame]
+) -> EventsAnalysis:
+    """The answers, with events per month and per year summed from ``per_day`` (day, events)."""
+    month = per_day["day"].dt.strftime("%Y-%m")
+    per_month = per_day.groupby(month, sort=True)["events"].sum().rename_axis("month").reset_index()
+    year = per_day["day"].dt.year.astype(np.int32)
+    per_year = per_day.groupby(year, sort=True)["events"].sum().rename_axis("year").reset_index()
     return EventsAnalysis(
         months=months,
         total=total,
@@ -337,10 +342,6 @@ def from_counts(counts: Counts, months: list[str], top_n: int) -> EventsAnalysis
         }
     )
     total = int(per_day["events"].sum()) if len(per_day) else 0
-    month = per_day["day"].dt.strftime("%Y-%m")
-    per_month = per_day.groupby(month, sort=True)["events"].sum().rename_axis("month").reset_index()
-    year = per_day["day"].dt.year.astype(np.int32)
-    per_year = per_day.groupby(year, sort=True)["events"].sum().rename_axis("year").reset_index()
     tops = {}
     for key in ("user_id", "company_id"):
         by_id = getattr(counts, key)
@@ -350,12 +351,4 @@ def from_counts(counts: Counts, months: list[str], top_n: int) -> EventsAnalysis
         tops[key] = pd.DataFrame(
             {key: ids, "events": events, "share_pct": np.round(100.0 * events / max(total, 1), 3)}
         )
-    return EventsAnalysis(
-        months=months,
-        total=total,
-        per_day=per_day,
-        per_month=per_month,
-        per_year=per_year,
-        top_users=tops["user_id"],
-        top_companies=tops["company_id"],
-    )
+    return _analysis(months, total, per_day, tops)
