@@ -72,6 +72,11 @@ niced parse threads fall behind the writing thread and it waits: at 16 MB ranges
 run_month 6.4-6.7 s on a 2 GB month and 4 gave 5.8-5.9 s. 8 MB x 8 against 16 MB x 4, alternating:
 5.46-5.94 s against 5.79-6.38 s. Peak RSS stays about 600-700 MB at any size."""
 MAX_MERGE = 8
+DELTA_COLUMNS = ("event_id", "event_time", "user_id", "company_id")
+"""Integer columns written DELTA_BINARY_PACKED. For the ids this is as small as a dictionary (40 k users
+in random order: 16-17 bits a value either way) and spares the writer a hash lookup per value: 6 M rows
+of the number columns encoded in 0.26 s against 0.30 s with dictionaries, at the same size. run_month +
+analyse on a 2 GB month, 10 alternating pairs: median 6.04 s against 6.17 s, faster in 8 of 10."""
 
 
 @dataclass
@@ -322,12 +327,12 @@ def parse_month_csv(
                 compression={
                     c: (compression if c in STRING_COLUMNS else "none") for c in OUTPUT_SCHEMA.names
                 },
-                use_dictionary=["user_id", "company_id", "event_type", "event_month"],
+                use_dictionary=["event_type", "event_month"],
                 # min/max of the number and time columns let readers skip row groups; text statistics
                 # would cost the writer a comparison per value (event_type: 7% of its time) and prune
                 # nothing (every row group holds every event type)
                 write_statistics=[c for c in OUTPUT_SCHEMA.names if c not in STRING_COLUMNS],
-                column_encoding={"event_id": "DELTA_BINARY_PACKED", "event_time": "DELTA_BINARY_PACKED"},
+                column_encoding=dict.fromkeys(DELTA_COLUMNS, "DELTA_BINARY_PACKED"),
             )
             next_line = 2  # physical line number of the next range's first line
 
