@@ -218,6 +218,7 @@ def main() -> None:
     if unknown:
         parser.error(f"--only: no contender {', '.join(unknown)}; choose from {', '.join(CONTENDERS)}")
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    published = month_folder(project)
     ratios: list[str] = []
     for round_no in range(1, args.repeat + 1):
         if args.repeat > 1:
@@ -229,8 +230,8 @@ def main() -> None:
                 argv.append("snappy" if name == "polars-snappy" else "zstd")  # zstd: Polars' default
             print(f"running {name} ...", flush=True)
             # every contender writes where no output exists yet: replacing a 600 MB file costs ext4
-            # about 0.1 s of freeing its blocks (headwater paid it from its second round on)
-            outputs = [month_folder(project)] if name == "headwater" else [out]
+            # about 0.1 s of freeing its blocks (headwater paid it whenever an earlier month was there)
+            outputs = [published] if name == "headwater" else [out]
             clear(outputs)
             warm(csv)
             runs[name].append(run(name, codes[name], argv))
