@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -117,3 +118,32 @@ def test_sessions_dataset(tmp_path: Path) -> None:
     bins = sorted((tmp_path / "lab" / folders[0]).glob("*.bin"))
     assert len(bins) == 4
     assert all(p.stat().st_size > 0 for p in bins)
+
+
+def test_every_list_of_commands_gives_each_command_one_line_when_the_terminal_is_wide() -> None:
+    """A summary wrapped in its docstring must not come out ragged in a group's ``--help``: on a terminal
+    wide enough, each command's row in the Commands panel is one line."""
+    groups: list[tuple[str, ...]] = [(), *sorted({cmd[:-1] for cmd in _commands(app) if len(cmd) > 1})]
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from headwater.cli import app\n"
+        "for group in sys.argv[1:]:\n"
+        "    print(CliRunner().invoke(app, [*group.split(), '--help']).output)\n"
+        "    print('@@')\n"
+    )
+    env = {**os.environ, "TERMINAL_WIDTH": "1000"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *(" ".join(g) for g in groups)],
+        capture_output=True, text=True, env=env, timeout=300, check=True,
+    )  # fmt: skip
+    pages = proc.stdout.split("@@")[: len(groups)]
+    assert len(groups) > 5
+    for group, page in zip(groups, pages, strict=True):
+        lines = page.splitlines()
+        top = next(i for i, line in enumerate(lines) if "─ Commands ─" in line)
+        rows = [line for line in lines[top + 1 :] if line.startswith("│")]
+        names = {cmd[-1] for cmd in _commands(app) if cmd[:-1] == group}
+        names |= {sub.name or "" for sub in app.registered_groups} if not group else set()
+        assert len(rows) == len(names), (group, rows)  # a summary on two lines adds a row
+        assert {row.split()[1] for row in rows} == names, group

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -21,10 +22,11 @@ if TYPE_CHECKING:
 # headwater modules at the top; anything heavy (DuckDB, pandas, PyArrow, Dagster, ...) is imported inside
 # the command that needs it. tests/cli/test_startup.py fails when a heavy import comes back.
 
-EXIT_CODES = """\
-Exit codes: 0 success; 1 unexpected error; 2 bad usage, schema or configuration; 3 bad input data;
-4 storage or integrity failure; 5 warehouse failure; 6 source (API) failure. Set HEADWATER_DEBUG=1 for tracebacks.
-"""
+EXIT_CODES = (
+    "Exit codes: 0 success; 1 unexpected error; 2 bad usage, schema or configuration; 3 bad input data; "
+    "4 storage or integrity failure; 5 warehouse failure; 6 source (API) failure. "
+    "Set HEADWATER_DEBUG=1 for tracebacks.\n"
+)
 
 app = typer.Typer(
     name="headwater",
@@ -101,7 +103,21 @@ def _register() -> None:
     quality_cli.register(app)
 
 
+def _one_line_summaries(group: typer.Typer) -> None:
+    """Give every command a one-line summary: the first paragraph of its docstring, its line breaks
+    dropped. Typer's rich help keeps a docstring's line breaks in a group's list of commands (though not
+    on the command's own page), so a summary wrapped in the source came out ragged in ``--help``."""
+    for info in group.registered_commands:
+        doc = info.help or (info.callback.__doc__ if info.callback else None)
+        if info.short_help is None and doc:
+            info.short_help = " ".join(inspect.cleandoc(doc).split("\n\n")[0].split())
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _one_line_summaries(sub.typer_instance)
+
+
 _register()
+_one_line_summaries(app)
 
 
 def main() -> None:

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from headwater.sessions.upload import UploadOutcome, UploadReport
 
 sessions_app = typer.Typer(
-    help="""Recording sessions: checked upload to the write-once raw zone, the metadata catalog, preprocessing
-of new sessions only, query and fetch.
+    help="""Recording sessions: checked upload to the write-once raw zone, the metadata catalog, \
+preprocessing of new sessions only, query and fetch.
 
 The lab's daily flow:
 
