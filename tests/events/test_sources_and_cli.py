@@ -11,7 +11,10 @@ import pytest
 
 from headwater.config import Settings
 from headwater.events import discover_months, process_month
+from headwater.events.pipeline import processed_key
+from headwater.events.source import Month
 from headwater.storage.admin import make_s3_client
+from tests.events.conftest import make_project
 from tests.storage.conftest import MotoServer
 
 
@@ -78,3 +81,31 @@ def test_cli_errors_are_one_line_with_exit_codes(clean_project: Settings) -> Non
     out = cli(project, "events", "report", "--month", "2021-02", "--json")
     assert out.returncode == 3
     assert "has not been processed; run: headwater events process --month 2021-02" in out.stderr
+
+
+def test_cli_shows_a_month_held_by_the_gate_and_exits_3(tmp_path: Path) -> None:
+    """A month an error check fails on is reported as held, with the gate's reason, nothing of it is
+    published, and the command ends with one error line and exit code 3 (tables and JSON alike)."""
+    settings = make_project(tmp_path / "p", rows=5_000)
+    project = settings.project_dir
+    with (project / "headwater.yaml").open("a", encoding="utf-8") as fh:
+        fh.write(
+            "\nquality:\n  checks:\n    fact_events:\n"
+            "      - {type: range, name: small_companies, column: company_id, max: 5}\n"
+        )
+    out = cli(project, "events", "process", "--month", "2021-01", "--no-load")
+    assert out.returncode == 3, out.stderr
+    assert "held: fact_events batch" in out.stdout
+    assert "small_companies" in out.stdout
+    row = next(line for line in out.stdout.splitlines() if line.strip().startswith("2021-01"))
+    assert row.split()[-1] == "held"
+    assert (
+        out.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: 2021-01: held back by the quality gate, nothing of it published or loaded")
+    )
+    assert not (settings.resolve("data") / processed_key(Month.parse("2021-01"))).exists()
+    out = cli(project, "events", "process", "--month", "2021-01", "--no-load", "--json")
+    assert out.returncode == 3
+    (report,) = json.loads(out.stdout)
+    assert report["held"] is True

@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from headwater.cli.app import State
 from headwater.cli.console import ByteProgress, console, print_json
-from headwater.errors import UsageError
+from headwater.errors import QualityGateError, UsageError
 from headwater.units import format_bytes
 
 if TYPE_CHECKING:
@@ -70,7 +72,9 @@ def process(
     write Parquet to processed/events/year=YYYY/month=MM/ and replace the month in fact_events.
 
     Re-running a month is idempotent: the same file is skipped, a changed file replaces the month.
-    Without --month or --from/--to every month found in SOURCE is processed.
+    Without --month or --from/--to every month found in SOURCE is processed. A month an error check
+    fails on is held back (its failing rows quarantined, one alert sent, nothing published or loaded):
+    the other months go on, and the command exits with 3.
 
     Examples:
 
@@ -87,42 +91,53 @@ def process(
     with ByteProgress(enabled=not as_json) as bar:
         for m in months:
             reports.append(run_month(settings, m, src, load=load, force=force, progress=bar))
+    held = [r for r in reports if r.held]
     if as_json:
         print_json([r.to_json() for r in reports])
+        if held:
+            raise typer.Exit(QualityGateError.exit_code)
         return
-    table = Table(title=f"events from {src}", title_justify="left")
-    for col in (
-        "month",
-        "read",
-        "kept",
-        "parse errors",
-        "invalid",
-        "duplicates",
-        "size",
-        "seconds",
-        "MB/s",
-        "state",
-    ):
-        table.add_column(col, justify="left" if col in ("month", "state") else "right")
+    # one row per month in 80 columns: no rules between columns, one space between them, and the
+    # quarantined rows' reasons on a line of their own
+    table = Table(
+        title=f"events from {src}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0)
+    )
+    for col in ("month", "read", "kept", "quarantined", "size", "seconds", "MB/s", "state"):
+        table.add_column(col, justify="left" if col in ("month", "state") else "right", no_wrap=True)
     for r in reports:
-        state = "skipped (already processed)" if r.skipped else ("loaded" if r.load else "processed")
+        state = (
+            "skipped" if r.skipped else "[yellow]held[/]" if r.held else ("loaded" if r.load else "processed")
+        )
         table.add_row(
             r.month,
             f"{r.rows_read:,}",
             f"{r.rows_out:,}",
-            f"{r.rejected_parse:,}",
-            f"{r.rejected_invalid:,}",
-            f"{r.duplicates:,}",
+            f"{r.quarantined:,}",
             format_bytes(r.bytes_in),
             f"{r.seconds:.1f}" if not r.skipped else "-",
             f"{r.bytes_in / 1e6 / r.seconds:.0f}" if r.seconds and not r.skipped else "-",
             state,
         )
     console.print(table)
-    held = sum(r.quarantined for r in reports)
-    if held:
+    quarantined = [r for r in reports if r.quarantined]
+    if quarantined:
+        parse, invalid, dupes = (
+            sum(r.rejected_parse for r in quarantined),
+            sum(r.rejected_invalid for r in quarantined),
+            sum(r.duplicates for r in quarantined),
+        )
         console.print(
-            f"[yellow]{held:,} rows held in quarantine[/] (see: headwater quarantine list --dataset events)"
+            f"[yellow]quarantined:[/] {parse:,} lines that do not parse, {invalid:,} invalid rows, "
+            f"{dupes:,} duplicate event_ids (see: headwater quarantine list --dataset events)"
+        )
+    if any(r.skipped for r in reports):
+        console.print("skipped: already processed from the same file (--force processes it again)")
+    for r in held:
+        console.print(f"[yellow]held:[/] {escape(r.gate)}", highlight=False)
+    if held:
+        raise QualityGateError(
+            f"{', '.join(r.month for r in held)}: held back by the quality gate, nothing of "
+            f"{'it' if len(held) == 1 else 'them'} published or loaded (see: headwater quarantine list --dataset events)"
         )
 
 
