@@ -36,6 +36,7 @@ def parse(
     path: Path, chunk_bytes: int, *, threads: int | None = None, timezone: str = "UTC"
 ) -> tuple[list[dict[str, object]], ParseResult]:
     out = path.with_suffix(".parquet")
+    progress: list[int] = []
     result = parse_month_csv(
         path,
         out,
@@ -44,7 +45,9 @@ def parse(
         chunk_bytes=chunk_bytes,
         threads=threads,
         timezone=timezone,
+        on_progress=progress.append,
     )
+    assert sum(progress) == path.stat().st_size  # the progress bar ends at 100%, header included
     if result.counts is not None:  # what the pass counted is what the file holds, whichever reader read it
         counted = count_parquet([out])
         assert counted is not None

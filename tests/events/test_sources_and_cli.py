@@ -104,6 +104,7 @@ def test_cli_shows_a_month_held_by_the_gate_and_exits_3(tmp_path: Path) -> None:
         .splitlines()[-1]
         .startswith("error: 2021-01: held back by the quality gate, nothing of it published or loaded")
     )
+    assert "━" not in out.stderr  # standard error is a pipe here: no progress bar frozen into it
     assert not (settings.resolve("data") / processed_key(Month.parse("2021-01"))).exists()
     out = cli(project, "events", "process", "--month", "2021-01", "--no-load", "--json")
     assert out.returncode == 3

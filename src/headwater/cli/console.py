@@ -28,7 +28,9 @@ def print_json(data: Any) -> None:
 
 class ByteProgress:
     """A Rich progress bar driven by the core's ``Progress`` callback. A task named ``"<what> bytes"``
-    counts bytes, ``"<what> rows"`` rows, anything else items; each shows its rate and ETA."""
+    counts bytes, ``"<what> rows"`` rows, anything else items; each shows its rate and ETA. Only on a
+    terminal: where standard error is a file or a pipe (CI, cron, ``2> log``) Rich would print the bar's
+    last frame, half-done, into it."""
 
     def __init__(self, enabled: bool = True) -> None:
         self._progress = Progress(
@@ -39,7 +41,7 @@ class ByteProgress:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=err_console,
-            disable=not enabled,
+            disable=not (enabled and err_console.is_terminal),
         )
         self._tasks: dict[str, TaskID] = {}
 

@@ -320,6 +320,8 @@ def parse_month_csv(
             first = head.find(b"\n")
             header = head[: first + 1] if first >= 0 else head + b"\n"
             body_start = len(header) if first >= 0 else size
+            if on_progress is not None:
+                on_progress(body_start)  # the header: the ranges cover the rest, so the bytes add up to size
             sink = DirectFile(out)  # direct I/O: the month's Parquet bypasses the page cache
             writer = pq.ParquetWriter(
                 sink,
