@@ -127,8 +127,8 @@ def process(
             sum(r.duplicates for r in quarantined),
         )
         console.print(
-            f"[yellow]quarantined:[/] {parse:,} lines that do not parse, {invalid:,} invalid rows, "
-            f"{dupes:,} duplicate event_ids (see: headwater quarantine list --dataset events)"
+            f"[yellow]quarantined:[/] parse errors {parse:,}, invalid rows {invalid:,}, "
+            f"duplicate event_ids {dupes:,} (see: headwater quarantine list --dataset events)"
         )
     if any(r.skipped for r in reports):
         console.print("skipped: already processed from the same file (--force processes it again)")
