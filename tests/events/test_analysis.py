@@ -96,3 +96,28 @@ def test_a_month_that_cannot_be_analysed_is_one_clear_error(tmp_path: Path, dama
     assert message.startswith(f"{path}: ")
     assert "\n" not in message
     assert ("no column company_id" in message) == (damage == "no column")
+
+
+def test_a_top_below_one_and_a_file_for_a_folder_are_usage_errors(tmp_path: Path) -> None:
+    """``top_n=0`` used to mean the default and a negative one listed nobody; a report written to an
+    existing file failed with FileExistsError. Both are one-line usage errors, and the file is kept."""
+    from headwater.config import init_project, load_settings
+    from headwater.errors import UsageError
+    from headwater.events import Month, analyse
+    from headwater.events.pipeline import processed_uri
+
+    init_project(tmp_path)
+    settings = load_settings(tmp_path, env={})
+    path = Path(processed_uri(settings, Month.parse("2021-01")))
+    path.parent.mkdir(parents=True)
+    pq.write_table(_events(500, 12), path)
+    for top in (0, -3):
+        with pytest.raises(UsageError, match=f"top {top}: list at least 1"):
+            analyse(settings, [Month.parse("2021-01")], top_n=top)
+    result = analyse(settings, [Month.parse("2021-01")], top_n=1)
+    assert len(result.top_users) == 1
+    taken = tmp_path / "taken.txt"
+    taken.write_text("mine")
+    with pytest.raises(UsageError, match="is a file; the report goes into a folder"):
+        result.write(taken)
+    assert taken.read_text() == "mine"

@@ -146,7 +146,7 @@ def report(
     start: FromOpt = None,
     end: ToOpt = None,
     top: Annotated[
-        int | None, typer.Option(help="How many users and companies to list (default: events.top_n).")
+        int | None, typer.Option(min=1, help="How many users and companies to list (default: events.top_n).")
     ] = None,
     out: Annotated[
         Path | None,

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from headwater.arrowbuf import as_int64
 from headwater.config import Settings
-from headwater.errors import DataError
+from headwater.errors import DataError, UsageError
 from headwater.events import counts
 from headwater.events.counts import Counts, add_counts, count_days
 from headwater.events.source import Month
@@ -72,6 +72,8 @@ class EventsAnalysis:
 
     def write(self, out: Path, *, charts: bool = True) -> list[Path]:
         """Write ``report.json``, one CSV per answer, PNG charts and ``report.html``; returns the paths."""
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"{out}: is a file; the report goes into a folder")
         out.mkdir(parents=True, exist_ok=True)
         written = [out / "report.json"]
         write_atomic(written[0], json.dumps(self.to_json(), indent=2).encode())
@@ -218,7 +220,9 @@ def analyse(settings: Settings, months: list[Month], top_n: int | None = None) -
                 f"{uri}: month {month} has not been processed; run: headwater events process --month {month}"
             )
         paths.append(uri)
-    labels, n = [str(m) for m in months], top_n or settings.events.top_n
+    if top_n is not None and top_n < 1:
+        raise UsageError(f"top {top_n}: list at least 1 user and company")
+    labels, n = [str(m) for m in months], settings.events.top_n if top_n is None else top_n
     for path in paths:
         if "://" not in path:
             _check_columns(Path(path))
