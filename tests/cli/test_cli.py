@@ -147,3 +147,20 @@ def test_every_list_of_commands_gives_each_command_one_line_when_the_terminal_is
         names |= {sub.name or "" for sub in app.registered_groups} if not group else set()
         assert len(rows) == len(names), (group, rows)  # a summary on two lines adds a row
         assert {row.split()[1] for row in rows} == names, group
+
+
+def test_a_file_given_for_a_folder_is_one_line_naming_it_and_exit_2(tmp_path: Path) -> None:
+    """An output folder that is a file used to end in 'unexpected error: FileExistsError' (exit 1)."""
+    taken = tmp_path / "taken.csv"
+    taken.write_text("mine")
+    for args in (
+        ("generate", "events", "--rows", "10", "--out", str(taken)),
+        ("--project", str(tmp_path / "p"), "warehouse", "backup", str(taken)),
+    ):
+        if "--project" in args:
+            run("init", str(tmp_path / "p"))
+        out = run(*args, cwd=tmp_path)
+        assert out.returncode == 2, (args, out.stderr)
+        (line,) = out.stderr.strip().splitlines()
+        assert line.startswith(f"error: {taken}"), line
+        assert taken.read_text() == "mine"

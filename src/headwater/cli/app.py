@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import inspect
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.markup import escape
@@ -122,19 +123,26 @@ _one_line_summaries(app)
 
 def main() -> None:
     """Console entry point. Usage errors are Typer's (exit 2); a HeadwaterError becomes one red line
-    and its exit code; anything unexpected one line and exit 1 (HEADWATER_DEBUG=1 shows tracebacks)."""
+    and its exit code; a path the system refused one line naming it (a file given for a folder, a
+    missing folder: exit 2; anything else, e.g. a full disk: exit 4); anything unexpected one line and
+    exit 1. HEADWATER_DEBUG=1 shows tracebacks."""
     try:
         app()
-    except HeadwaterError as exc:
-        if os.environ.get("HEADWATER_DEBUG"):
-            raise
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
     except Exception as exc:
         if os.environ.get("HEADWATER_DEBUG"):
             raise
+        if isinstance(exc, HeadwaterError):
+            _error(str(exc), exc.exit_code)
+        if isinstance(exc, OSError) and exc.filename is not None:
+            usage = exc.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENOENT)
+            _error(f"{exc.filename}: {exc.strerror or exc}", 2 if usage else 4)
         err_console.print(
             f"[bold red]unexpected error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False
         )
         err_console.print("run again with HEADWATER_DEBUG=1 for the traceback", style="dim")
         sys.exit(1)
+
+
+def _error(message: str, code: int) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(code)
