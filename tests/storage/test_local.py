@@ -229,3 +229,13 @@ def test_progress_reports_every_byte_per_file(tmp_path: Path) -> None:
     push_batch(src, landing_store(tmp_path / "data"), write_once=True, progress=record)
     assert seen == {f"{name} bytes": size for name, size in SIZES.items()}
     assert totals == seen
+
+
+def test_pulling_a_batch_that_is_not_there_is_an_error(tmp_path: Path) -> None:
+    """A mistyped source used to 'pull' nothing with exit 0; an empty folder is nothing to pull either."""
+    for source in (tmp_path / "no-such-batch", tmp_path / "empty"):
+        if source.name == "empty":
+            source.mkdir()
+        with pytest.raises(StorageError, match=r"nothing to pull, no manifest\.json and no files"):
+            pull_batch(LocalStore(source), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

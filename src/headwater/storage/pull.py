@@ -70,6 +70,8 @@ def pull_batch(
             outcomes.append(FileOutcome(info.key, f"{store.url}/{info.key}", info.size))
             fresh = store.head(info.key)
             expected[info.key] = fresh.sha256 if fresh else None
+        if not outcomes:  # a mistyped batch must not "succeed" with nothing
+            raise StorageError(f"{store.url}: nothing to pull, no {MANIFEST_NAME} and no files")
     report = TransferReport(store.url, str(dest), outcomes, dry_run=dry_run, manifest=manifest)
     for o in outcomes:
         target = dest / o.path
