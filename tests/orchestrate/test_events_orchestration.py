@@ -176,3 +176,29 @@ orchestrate:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "partition", "message"),
+    [
+        ("events", "2021-13", "month '2021-13': expected YYYY-MM"),
+        ("events", "2021-1", "month '2021-1': expected YYYY-MM"),
+        ("sessions", "20210230_101010", "20210230_101010: folder name is not a real date"),
+        ("sessions", "yesterday", "yesterday: folder name is not a session start time"),
+    ],
+)
+def test_a_partition_the_pipeline_cannot_run_is_refused_before_it_is_registered(
+    tmp_path: Path, pipeline: str, partition: str, message: str
+) -> None:
+    """`headwater run events --partition 2021-13` used to register the key and fail through every retry."""
+    from headwater.config import init_project, load_settings
+    from headwater.errors import UsageError
+    from headwater.orchestrate.runner import dagster_home
+
+    init_project(tmp_path / "p")
+    settings = load_settings(tmp_path / "p", env={})
+    with pytest.raises(UsageError, match=message):
+        run_pipeline(settings, pipeline, partition)
+    with dg.DagsterInstance.from_config(str(dagster_home(settings))) as instance:
+        name = "events_months" if pipeline == "events" else "sessions"
+        assert not instance.has_dynamic_partition(name, partition)

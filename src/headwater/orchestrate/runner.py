@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from headwater.config import Settings
-from headwater.errors import HeadwaterError, UsageError
+from headwater.errors import DataError, HeadwaterError, UsageError
 
 DAGSTER_YAML = """\
 # Written by headwater. Local SQLite storage under this folder; no telemetry, no network.
@@ -100,6 +100,23 @@ def root_cause(error: Any) -> str:
     return lines[0] if lines else "failed"
 
 
+def _check_partition(pipeline: str, partition: str) -> None:
+    """Refuse a partition key the pipeline cannot run, before it is registered: a key like 2021-13 would
+    stay in the instance's partition list, and its run would fail through every retry (minutes)."""
+    if pipeline == "events":
+        from headwater.events.source import Month
+
+        if str(Month.parse(partition)) != partition:
+            raise UsageError(f"partition {partition!r}: expected a month YYYY-MM, e.g. 2021-01")
+    elif pipeline == "sessions":
+        from headwater.sessions.model import parse_session_name
+
+        try:
+            parse_session_name(partition)
+        except DataError as exc:
+            raise UsageError(f"partition {exc}") from exc
+
+
 def run_pipeline(settings: Settings, pipeline: str, partition: str | None = None) -> RunOutcome:
     """Run a pipeline's job in this process against the project's Dagster instance (same assets, retry
     policy and checks as the scheduled runs). A dynamic partition is registered first if it is new."""
@@ -108,6 +125,8 @@ def run_pipeline(settings: Settings, pipeline: str, partition: str | None = None
     job_name, partitions = PIPELINES[pipeline]
     if partitions and not partition:
         raise UsageError(f"pipeline {pipeline!r} is partitioned: give --partition (e.g. 2021-01)")
+    if partition:
+        _check_partition(pipeline, partition)
     home = dagster_home(settings)
     import dagster as dg
 
