@@ -140,7 +140,7 @@ def profile_command(
         if missing:
             raise UsageError(f"{missing[0]}: no such file or folder (a warehouse table? add --warehouse)")
         target, wh = paths, None
-    with ByteProgress(enabled=not quiet and sys.stderr.isatty()) as progress:
+    with ByteProgress(enabled=not quiet) as progress:
         prof = profile(
             target, table=table, warehouse=wh, key=key or (), top_n=top, bins=bins,
             temp_dir=settings.resolve(".headwater/tmp/profile"), progress=progress,
