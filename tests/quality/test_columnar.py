@@ -19,9 +19,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from headwater.arrowbuf import int64_values
 from headwater.quality import BatchTarget, parse_checks, run_checks
 from headwater.quality.checks import Check
-from headwater.quality.columnar import ParquetColumns, answer, int64_values
+from headwater.quality.columnar import ParquetColumns, answer
 from headwater.quality.dictpage import dictionary_values
 
 TYPES = ["page_view", "click", "search", "login"]

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from headwater.arrowbuf import as_int64
+from headwater.arrowbuf import int64_values
 from headwater.manifest import write_atomic
 
 IDS = ("user_id", "company_id")
@@ -120,14 +120,14 @@ class Tally:
             return
         counted: dict[str, np.ndarray] = {}
         for name in IDS:
-            ids = _values(table.column(name))
+            ids = int64_values(table.column(name))
             if int(ids.min()) < 0 or int(ids.max()) >= TALLY_MAX_ID:
                 self.countable = False
                 return
             counted[name] = np.bincount(ids)
         for name, by_id in counted.items():
             self.ids[name] = add_counts(self.ids[name], by_id)
-        self._add_days(count_days(_values(times), times.type.unit))
+        self._add_days(count_days(int64_values(times), times.type.unit))
 
     def absorb(self, other: Tally) -> None:
         """Add ``other``'s counts to these."""
@@ -146,13 +146,6 @@ class Tally:
         if not self.countable:
             return None
         return Counts(dict(self.days), self.ids["user_id"], self.ids["company_id"], dtypes)
-
-
-def _values(column: pa.ChunkedArray) -> np.ndarray:
-    parts = [as_int64(chunk) for chunk in column.chunks if len(chunk)]
-    if len(parts) == 1:
-        return parts[0]
-    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
 def sidecar_path(parquet: Path) -> Path:

@@ -404,9 +404,3 @@ def answer(
         if not job.gave_up:
             found.update(job.answer())
     return found
-
-
-def int64_values(column: pa.ChunkedArray) -> np.ndarray:
-    """The non-NULL values of an integer or temporal column as one int64 NumPy array."""
-    parts = [as_int64(c.drop_null() if c.null_count else c) for c in column.chunks if len(c)]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)

@@ -18,6 +18,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from headwater.arrowbuf import int64_values
 from headwater.quality import columnar
 from headwater.quality.checks import (
     AcceptedValuesCheck,
@@ -333,7 +334,7 @@ def sorted_key_failures(target: CheckTarget, check: UniqueCheck) -> int | None:
         kind = target.con.sql(f"{select} LIMIT 0").to_arrow_table().schema.field(0).type
         if not (pa.types.is_integer(kind) or pa.types.is_timestamp(kind) or pa.types.is_date(kind)):
             return None
-        keys = columnar.int64_values(target.con.sql(select).to_arrow_table().column(0))
+        keys = int64_values(target.con.sql(select).to_arrow_table().column(0))
     except duckdb.Error:
         return None
     if len(keys) < 2 or bool(np.all(keys[1:] > keys[:-1])):
@@ -386,7 +387,7 @@ def _columnar(target: CheckTarget, checks: list[Check]) -> dict[int, int]:
             return None
         if not pa.types.is_integer(column.type) or pa.types.is_unsigned_integer(column.type):
             return None
-        return columnar.int64_values(column)
+        return int64_values(column)
 
     try:
         return columnar.answer(target.parquet_files, checks, con=target.con, ref_keys=ref_keys)
