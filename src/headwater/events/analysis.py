@@ -33,7 +33,7 @@ from headwater.arrowbuf import as_int64
 from headwater.config import Settings
 from headwater.errors import DataError, UsageError
 from headwater.events import counts
-from headwater.events.counts import Counts, add_counts, count_days
+from headwater.events.counts import Counts, add_counts, add_days, count_days
 from headwater.events.source import Month
 from headwater.manifest import write_atomic
 from headwater.parquetgroups import RowGroups
@@ -306,8 +306,7 @@ def _count_row_groups(paths: list[Path]) -> Counts | None:
         with ThreadPoolExecutor(min(os.cpu_count() or 1, 8), "hw-count") as pool:
             for name, got in pool.map(count, tasks):
                 if name == "event_time":
-                    for day, n in got.items():
-                        days[day] = days.get(day, 0) + n
+                    add_days(days, got)
                 else:
                     ids[name] = add_counts(ids[name], got)
     except _NotCountable:

@@ -61,8 +61,7 @@ class Counts:
         if self.dtypes != other.dtypes:
             return None
         days = dict(self.days)
-        for day, n in other.days.items():
-            days[day] = days.get(day, 0) + n
+        add_days(days, other.days)
         ids = {name: add_counts(getattr(self, name), getattr(other, name)) for name in IDS}
         return Counts(days, ids["user_id"], ids["company_id"], self.dtypes)
 
@@ -74,6 +73,12 @@ def add_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a.copy() if not a.flags.writeable else a
     a[: len(b)] += b
     return a
+
+
+def add_days(days: dict[int, int], more: dict[int, int]) -> None:
+    """Add the events per day in ``more`` to ``days``."""
+    for day, n in more.items():
+        days[day] = days.get(day, 0) + n
 
 
 def count_days(ticks: np.ndarray, unit: str) -> dict[int, int]:
@@ -127,7 +132,7 @@ class Tally:
             counted[name] = np.bincount(ids)
         for name, by_id in counted.items():
             self.ids[name] = add_counts(self.ids[name], by_id)
-        self._add_days(count_days(int64_values(times), times.type.unit))
+        add_days(self.days, count_days(int64_values(times), times.type.unit))
 
     def absorb(self, other: Tally) -> None:
         """Add ``other``'s counts to these."""
@@ -136,11 +141,7 @@ class Tally:
             return
         for name in IDS:
             self.ids[name] = add_counts(self.ids[name], other.ids[name])
-        self._add_days(other.days)
-
-    def _add_days(self, days: dict[int, int]) -> None:
-        for day, n in days.items():
-            self.days[day] = self.days.get(day, 0) + n
+        add_days(self.days, other.days)
 
     def counts(self, dtypes: dict[str, np.dtype[Any]]) -> Counts | None:
         if not self.countable:
