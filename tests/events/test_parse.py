@@ -107,6 +107,22 @@ def test_rejected_lines_carry_file_line_numbers_across_ranges(tmp_path: Path) ->
         assert [r["event_id"] for r in rows] == [i + 1 for i in range(1000) if i not in bad]
 
 
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_empty_lines_do_not_shift_the_line_numbers_of_later_rejects(tmp_path: Path, newline: str) -> None:
+    lines = clean_lines(1000)
+    lines[10] = "\n" + lines[10]  # two empty lines, skipped as no row
+    lines[420] = "\n" + lines[420]
+    lines[700] = "701,2021-03-02 00:00:00,abc,1,click,x\n"
+    path = tmp_path / "e.csv"
+    path.write_bytes((HEADER + "".join(lines)).replace("\n", newline).encode())
+    bad_line = 1 + 700 + 2 + 1  # the header, the rows before it, the two empty lines
+    assert path.read_text(encoding="utf-8").splitlines()[bad_line - 1].startswith("701,")
+    for chunk_bytes in (200, 5000, 1 << 20):
+        rows, result = parse(path, chunk_bytes)
+        assert result.rejects.column("_hw_line").to_pylist() == [bad_line]
+        assert [r["event_id"] for r in rows] == [i + 1 for i in range(1000) if i != 700]
+
+
 def test_offsets_and_local_zone_end_in_utc_whichever_reader_took_the_range(tmp_path: Path) -> None:
     lines = [
         "1,2021-03-03 10:00:00,1,1,click,a\n",  # naive: read in the project's zone

@@ -136,6 +136,11 @@ def _read_options(nbytes: int) -> pacsv.ReadOptions:
     return pacsv.ReadOptions(column_names=list(ARROW_TYPES), use_threads=False, block_size=nbytes + 1)
 
 
+_KEEP_EMPTY_LINES = pacsv.ParseOptions(ignore_empty_lines=False)
+"""An empty line read as a row of NULLs, so that rows + empty lines = the range's lines (the careful
+reader and the line numbers of rejects count them). A range with a NULL event_id is read again with
+:data:`_SKIP_EMPTY_LINES`, so an empty line is never a row; a range without one costs nothing more."""
+_SKIP_EMPTY_LINES = pacsv.ParseOptions(ignore_empty_lines=True)
 _CONVERT = pacsv.ConvertOptions(
     column_types=ARROW_TYPES, strings_can_be_null=True, null_values=[""], quoted_strings_can_be_null=True
 )
@@ -178,13 +183,21 @@ def _read_range(fd: int, start: int, end: int) -> memoryview:
 def _fast(fd: int, index: int, start: int, end: int, timezone: str) -> _Chunk:
     data = _read_range(fd, start, end)
     chunk = _Chunk(index, start, end)
-    try:
-        table = pacsv.read_csv(
+
+    def read(parse_options: pacsv.ParseOptions) -> pa.Table:
+        return pacsv.read_csv(
             pa.py_buffer(data),
             read_options=_read_options(len(data)),
+            parse_options=parse_options,
             convert_options=_CONVERT,
             memory_pool=PARSE_POOL,
         )
+
+    try:
+        table = read(_KEEP_EMPTY_LINES)
+        rows_and_empty_lines = table.num_rows
+        if table.column("event_id").null_count:  # an empty line (or a row without an id): skip empty lines
+            table = read(_SKIP_EMPTY_LINES)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         chunk.error = str(exc).splitlines()[0]
         return chunk
@@ -195,7 +208,7 @@ def _fast(fd: int, index: int, start: int, end: int, timezone: str) -> _Chunk:
     if chunk.has_newline_in_value:
         chunk.lines = int(np.count_nonzero(np.frombuffer(data, np.uint8) == 10))
     else:
-        chunk.lines = table.num_rows
+        chunk.lines = rows_and_empty_lines
     return chunk
 
 
