@@ -309,3 +309,61 @@ def test_a_month_rewritten_by_the_exact_path_gets_no_counts_and_loses_old_ones(
     run_month(dirty_project, "2021-03", load=False, force=True)
     assert not counts.sidecar_path(path).exists()
     assert analyse(dirty_project, [Month.parse("2021-03")]).total == report.rows_out
+
+
+@pytest.mark.parametrize("chunk_bytes", [120, 900, 1 << 20])
+def test_quarantined_lines_are_file_lines_around_empty_lines_and_values_spanning_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int
+) -> None:
+    from functools import partial
+
+    from headwater.events import parse, pipeline
+
+    monkeypatch.setattr(pipeline, "parse_month_csv", partial(parse.parse_month_csv, chunk_bytes=chunk_bytes))
+    rng = np.random.default_rng(5)
+    records: list[tuple[str, str]] = []  # (text of the record, what the pipeline should do with it)
+    for i in range(1, 400):
+        props = '"two\nlines"' if rng.random() < 0.1 else '"one, ""quoted"" line"'
+        kind = rng.choice(["ok", "ok", "ok", "ok", "empty", "ragged", "bad_int", "null", "outside", "dup"])
+        time = "2021-05-03 10:00:00"
+        text = {
+            "ok": f"{i},{time},{i % 7 + 1},1,click,{props}\n",
+            "empty": "\n",
+            "ragged": f"{i},{time},1\n",
+            "bad_int": f'{i},{time},x{i},1,click,"bad\nvalue"\n',
+            "null": f",{time},1,1,click,{props}\n",
+            "outside": f"{i},2021-06-03 10:00:00,1,1,click,{props}\n",
+            "dup": f"{max(1, i - 3)},{time},1,1,click,{props}\n",
+        }[str(kind)]
+        records.append((text, str(kind)))
+    body = "".join(text for text, _ in records)
+    settings = one_month_project(
+        tmp_path, "event_id,event_time,user_id,company_id,event_type,properties\n" + body
+    )
+    # the line each record starts on, counted here one record at a time
+    expected: dict[int, str] = {}
+    line, seen_ids = 2, set()
+    for text, kind in records:
+        event_id = text.split(",")[0]
+        if kind == "dup" and event_id not in seen_ids:
+            kind = "ok"  # its first: kept
+        if kind == "ok" or kind == "dup":
+            seen_ids.add(event_id)
+        if kind not in ("ok", "empty"):
+            expected[line] = kind
+        line += text.count("\n")
+    report = run_month(settings, "2021-05", load=False)
+    held = [show_quarantine(settings, e.entry_id, None)[1] for e in list_quarantine(settings, "events")]
+    got = {
+        line: reason
+        for t in held
+        for line, reason in zip(
+            t.column("_hw_line").to_pylist(), t.column("_hw_reason").to_pylist(), strict=True
+        )
+    }
+    assert sorted(got) == sorted(expected)
+    assert report.quarantined == len(expected)
+    said = {"ragged": "MISSING COLUMNS", "bad_int": "user_id", "null": "event_id: missing"}
+    said |= {"outside": "is outside 2021-05", "dup": "duplicate event_id"}
+    for line, reason in got.items():
+        assert said[expected[line]] in reason, (line, expected[line], reason)

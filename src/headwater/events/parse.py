@@ -92,12 +92,62 @@ class ParseStats:
 
 
 @dataclass
+class RowLines:
+    """The file line on which each written row starts, kept as runs of rows on consecutive lines: one run
+    per month when every line is one row, a new run after each rejected line, empty line or value with
+    a line break."""
+
+    first_rows: list[int] = field(default_factory=list)
+    first_lines: list[int] = field(default_factory=list)
+
+    def add_run(self, row: int, line: int) -> None:
+        """Rows from ``row`` on start at ``line``, one line each (until the next run)."""
+        if self.first_rows and line - self.first_lines[-1] == row - self.first_rows[-1]:
+            return  # the last run goes on
+        self.first_rows.append(row)
+        self.first_lines.append(line)
+
+    def add_rows(self, row: int, lines: np.ndarray) -> None:
+        """Rows ``row``, ``row + 1``, ... start on ``lines`` (ascending)."""
+        if lines.size == 0:
+            return
+        for i in np.concatenate(([0], np.flatnonzero(np.diff(lines) != 1) + 1)).tolist():
+            self.add_run(row + i, int(lines[i]))
+
+    def lines_of(self, rows: np.ndarray) -> np.ndarray:
+        """File lines of the rows numbered ``rows`` (0-based, in the order written)."""
+        first_rows = np.asarray(self.first_rows, np.int64)
+        first_lines = np.asarray(self.first_lines, np.int64)
+        run = np.searchsorted(first_rows, rows, side="right") - 1
+        return first_lines[run] + (np.asarray(rows, np.int64) - first_rows[run])
+
+
+def _items(data: bytes | memoryview) -> tuple[np.ndarray, np.ndarray]:
+    """Where each item of a range starts: the line (0-based within the range) of each record's first
+    line and of each empty line, in order, and which items are empty lines. A line break ends an item
+    when the quotes before it are even (RFC 4180 quoting, ``""`` inside a value); one inside a quoted
+    value does not."""
+    b = np.frombuffer(data, np.uint8)
+    breaks = np.flatnonzero(b == 10)
+    ending = np.flatnonzero(np.cumsum(b == 34, dtype=np.int64)[breaks] % 2 == 0)  # indexes into breaks
+    starts = np.concatenate(([0], breaks[ending] + 1))
+    stops = np.concatenate((breaks[ending], [b.size]))
+    lines = np.concatenate(([0], ending + 1))
+    if starts[-1] == b.size:  # the range ends with a line break: no item after it
+        starts, stops, lines = starts[:-1], stops[:-1], lines[:-1]
+    length = stops - starts
+    empty = (length == 0) | ((length == 1) & (b[np.minimum(starts, b.size - 1)] == 13))
+    return lines, empty
+
+
+@dataclass
 class ParseResult:
     rejects: pa.Table  # _hw_line, _hw_reason, _hw_raw, sorted by line
     stats: ParseStats
     chunks: int = 0
     careful_chunks: int = 0
     counts: Counts | None = None  # events per day, user and company of the rows written
+    row_lines: RowLines = field(default_factory=RowLines)  # the file line of each row written
 
     @property
     def rows(self) -> int:
@@ -363,9 +413,22 @@ def parse_month_csv(
                     rest = rows.slice(ROW_GROUP)
                     pending, pending_rows = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
 
-            def emit(table: pa.Table, lines: int, chunk_rejects: pa.Table | None, counted: Tally) -> None:
+            def emit(
+                table: pa.Table,
+                lines: int,
+                chunk_rejects: pa.Table | None,
+                counted: Tally,
+                row_lines: np.ndarray | None = None,
+            ) -> None:
+                """Queue ``table``, the rows of a range of ``lines`` lines starting at ``next_line``; its
+                rows start on ``row_lines`` (relative to the range), or one a line from its first line.
+                ``chunk_rejects`` carry lines relative to the range's first line = 1."""
                 nonlocal next_line, pending_rows
                 tally.absorb(counted)
+                if row_lines is None:
+                    result.row_lines.add_run(stats.rows, next_line)
+                else:
+                    result.row_lines.add_rows(stats.rows, row_lines + next_line)
                 table = table.append_column(
                     "event_month",
                     pa.array(np.full(table.num_rows, month_days, dtype=np.int32), pa.int32()).cast(
@@ -388,7 +451,22 @@ def parse_month_csv(
                     careful = _Careful(header, timezone, Path(tmp_name))
                 table, chunk_rejects, lines = careful.parse(fd, start, end)
                 result.careful_chunks += 1
-                emit(table, lines, chunk_rejects, Tally.of(table))  # DuckDB already converted to UTC
+                # DuckDB numbers the items of the range (a record spanning lines counts once, an empty
+                # line counts): turn its numbers into lines, and find the lines of the rows it kept
+                starts, empty = _items(os.pread(fd, end - start, start))
+                item = chunk_rejects.column("_hw_line").to_numpy().astype(np.int64) - 1
+                row_lines = None
+                if item.size == 0 or (item.max() < starts.size and not empty[item].any()):
+                    kept = ~empty
+                    kept[item] = False
+                    if int(np.count_nonzero(kept)) == table.num_rows:
+                        row_lines = starts[kept]
+                        chunk_rejects = chunk_rejects.set_column(0, "_hw_line", pa.array(starts[item] + 1))
+                if row_lines is None:  # not as expected (a stray quote): one line per item
+                    row_lines = np.setdiff1d(np.arange(lines), item)[: table.num_rows]
+                emit(
+                    table, lines, chunk_rejects, Tally.of(table), row_lines
+                )  # DuckDB already converted to UTC
 
             queue: deque[Future[_Chunk]] = deque()
             with ThreadPoolExecutor(threads, "hw-parse", initializer=_yield_to_writer) as pool:
@@ -427,7 +505,12 @@ def parse_month_csv(
                         carefully(start, end)
                     else:
                         assert chunk.tally is not None
-                        emit(chunk.table, chunk.lines, None, chunk.tally)
+                        row_lines = None
+                        if chunk.lines != chunk.table.num_rows:  # empty lines, or values with line breaks
+                            starts, empty = _items(os.pread(fd, end - start, start))
+                            if int(np.count_nonzero(~empty)) == chunk.table.num_rows:
+                                row_lines = starts[~empty]
+                        emit(chunk.table, chunk.lines, None, chunk.tally, row_lines)
                     if on_progress is not None:
                         on_progress(end - start)
                     submit()

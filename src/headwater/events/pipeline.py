@@ -45,7 +45,7 @@ from headwater.config import Settings
 from headwater.errors import DataError, HeadwaterError
 from headwater.events import counts
 from headwater.events.counts import Counts
-from headwater.events.parse import DUCKDB_TYPES, ROW_GROUP, ParseStats, parse_month_csv
+from headwater.events.parse import DUCKDB_TYPES, ROW_GROUP, ParseStats, RowLines, parse_month_csv
 from headwater.events.source import Month, MonthFile, fetch_local, find_month, store_options
 from headwater.manifest import fsync_dir
 from headwater.progress import Progress, no_progress
@@ -205,19 +205,12 @@ def _stats_say_clean(stats: ParseStats, month: Month) -> bool:
     return bool(lo <= stats.min_time and stats.max_time < hi)
 
 
-def _line_numbers(row_numbers: np.ndarray, reject_lines: np.ndarray) -> np.ndarray:
-    """File line of each parsed row (0-based row index among parsed rows), given the sorted lines of the
-    rejected records: row k sits on line k + 2 + (number of rejected lines before it)."""
-    # the i-th rejected line (0-based) comes after (line_i - 2 - i) parsed rows
-    good_before = reject_lines - 2 - np.arange(reject_lines.size)
-    return row_numbers + 2 + np.searchsorted(good_before, row_numbers, side="right")
-
-
 def validate_and_dedupe(
-    con: duckdb.DuckDBPyConnection, parsed: Path, out: Path, month: Month, reject_lines: np.ndarray
+    con: duckdb.DuckDBPyConnection, parsed: Path, out: Path, month: Month, row_lines: RowLines
 ) -> tuple[int, pa.Table, int]:
     """The exact pass, when statistics could not prove the batch clean. Writes the valid, first-seen rows
-    to ``out`` in file order; returns (rows written, quarantined rows, duplicates)."""
+    to ``out`` in file order; returns (rows written, quarantined rows, duplicates). ``row_lines`` gives
+    the file line of each row of ``parsed``."""
     lo, hi = month.first_day.isoformat(), month.next().first_day.isoformat()
     src = f"read_parquet({_sql_str(parsed)}, file_row_number = true)"
     missing = " ".join(f"WHEN {c} IS NULL THEN '{c}: missing'" for c in REQUIRED)
@@ -249,14 +242,14 @@ def validate_and_dedupe(
     rows = pq.ParquetFile(out).metadata.num_rows
     dups = int(pa.compute.sum(bad.column("_dup")).as_py() or 0) if bad.num_rows else 0
     if bad.num_rows:
-        lines = _line_numbers(bad.column("_row").to_numpy(), reject_lines)
+        lines = row_lines.lines_of(bad.column("_row").to_numpy())
         reasons = bad.column("_hw_reason").to_pylist()
         firsts = bad.column("_first").to_pylist()
         fixed = [
             r
             if f is None
             else r.split(" (first kept")[0]
-            + f" (first kept at line {int(_line_numbers(np.array([f]), reject_lines)[0])})"
+            + f" (first kept at line {int(row_lines.lines_of(np.array([f]))[0])})"
             for r, f in zip(reasons, firsts, strict=True)
         ]
         bad = (
@@ -388,7 +381,6 @@ def run_month(
             st.rows, st.bytes = rows, found.size
         report.rejected_parse = rejects.num_rows
         report.rows_read = rows + rejects.num_rows
-        reject_lines = rejects.column("_hw_line").to_numpy().astype(np.int64)
         with _timed(report, "validate") as st:
             clean = parsed
             invalid = pa.table({})
@@ -398,7 +390,7 @@ def run_month(
                 con = _connect(settings, run_dir / "tmp")
                 try:
                     rows, invalid, report.duplicates = validate_and_dedupe(
-                        con, parsed, clean, month, reject_lines
+                        con, parsed, clean, month, parsed_result.row_lines
                     )
                 finally:
                     con.close()
