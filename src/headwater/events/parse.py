@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from headwater.csvlines import items
 from headwater.directio import DirectFile
 from headwater.events.counts import IDS, Counts, Tally
 
@@ -120,24 +121,6 @@ class RowLines:
         first_lines = np.asarray(self.first_lines, np.int64)
         run = np.searchsorted(first_rows, rows, side="right") - 1
         return first_lines[run] + (np.asarray(rows, np.int64) - first_rows[run])
-
-
-def _items(data: bytes | memoryview) -> tuple[np.ndarray, np.ndarray]:
-    """Where each item of a range starts: the line (0-based within the range) of each record's first
-    line and of each empty line, in order, and which items are empty lines. A line break ends an item
-    when the quotes before it are even (RFC 4180 quoting, ``""`` inside a value); one inside a quoted
-    value does not."""
-    b = np.frombuffer(data, np.uint8)
-    breaks = np.flatnonzero(b == 10)
-    ending = np.flatnonzero(np.cumsum(b == 34, dtype=np.int64)[breaks] % 2 == 0)  # indexes into breaks
-    starts = np.concatenate(([0], breaks[ending] + 1))
-    stops = np.concatenate((breaks[ending], [b.size]))
-    lines = np.concatenate(([0], ending + 1))
-    if starts[-1] == b.size:  # the range ends with a line break: no item after it
-        starts, stops, lines = starts[:-1], stops[:-1], lines[:-1]
-    length = stops - starts
-    empty = (length == 0) | ((length == 1) & (b[np.minimum(starts, b.size - 1)] == 13))
-    return lines, empty
 
 
 @dataclass
@@ -453,15 +436,16 @@ def parse_month_csv(
                 result.careful_chunks += 1
                 # DuckDB numbers the items of the range (a record spanning lines counts once, an empty
                 # line counts): turn its numbers into lines, and find the lines of the rows it kept
-                starts, empty = _items(os.pread(fd, end - start, start))
+                found = items([os.pread(fd, end - start, start)])
                 item = chunk_rejects.column("_hw_line").to_numpy().astype(np.int64) - 1
                 row_lines = None
-                if item.size == 0 or (item.max() < starts.size and not empty[item].any()):
-                    kept = ~empty
-                    kept[item] = False
-                    if int(np.count_nonzero(kept)) == table.num_rows:
-                        row_lines = starts[kept]
-                        chunk_rejects = chunk_rejects.set_column(0, "_hw_line", pa.array(starts[item] + 1))
+                if item.size == 0 or (item.max() < found.lines.size and not found.empty[item].any()):
+                    kept = found.record_lines(skip=item)
+                    if kept.size == table.num_rows:
+                        row_lines = kept
+                        chunk_rejects = chunk_rejects.set_column(
+                            0, "_hw_line", pa.array(found.lines[item] + 1)
+                        )
                 if row_lines is None:  # not as expected (a stray quote): one line per item
                     row_lines = np.setdiff1d(np.arange(lines), item)[: table.num_rows]
                 emit(
@@ -507,9 +491,9 @@ def parse_month_csv(
                         assert chunk.tally is not None
                         row_lines = None
                         if chunk.lines != chunk.table.num_rows:  # empty lines, or values with line breaks
-                            starts, empty = _items(os.pread(fd, end - start, start))
-                            if int(np.count_nonzero(~empty)) == chunk.table.num_rows:
-                                row_lines = starts[~empty]
+                            kept = items([os.pread(fd, end - start, start)]).record_lines()
+                            if kept.size == chunk.table.num_rows:
+                                row_lines = kept
                         emit(chunk.table, chunk.lines, None, chunk.tally, row_lines)
                     if on_progress is not None:
                         on_progress(end - start)
