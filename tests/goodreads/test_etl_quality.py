@@ -152,3 +152,40 @@ def test_failing_check_holds_the_batch_and_alerts_once(
     fixed.raise_for_failures()
     assert fixed.batches[0].state is BatchState.LOADED
     assert batch_records(relaxed)[0].state is BatchState.LOADED
+
+
+def test_quarantined_lines_are_file_lines_past_empty_lines_and_reviews_spanning_lines(
+    project: Settings, clean_data: Path, tmp_path: Path
+) -> None:
+    source = next(p for p in clean_data.glob("reviews*.csv"))
+    table = read_csv(source, Entity.REVIEWS).slice(0, 200)
+    texts = table.column("review_text").to_pylist()
+    for i in (3, 40, 41):
+        texts[i] = 'first line\nsecond, with "quotes"\n\nlast line'  # three line breaks, one empty line
+    ratings = table.column("review_rating").to_pylist()
+    ratings[60] = 9  # a row rule fails
+    users = table.column("user_id").to_pylist()
+    users[150] = None
+    table = table.set_column(4, "review_text", pa.array(texts, pa.string()))
+    table = table.set_column(5, "review_rating", pa.array(ratings, pa.int64()))
+    table = table.set_column(1, "user_id", pa.array(users, pa.int64()))
+    batch = tmp_path / "lines"
+    text = write_csv(table, batch / source.name).read_text(encoding="utf-8")
+    ids = table.column("review_id").to_pylist()
+    # an empty line after row 10, and row 100 made ragged (a parse error)
+    lines = text.split("\n")
+    start = {rid: text[: text.index(f'\n"{rid}",') + 1].count("\n") + 1 for rid in ids}
+    lines.insert(start[ids[10]] - 1, "")
+    ragged = start[ids[100]]
+    lines[ragged] = f'"{ids[100]}",1,2'
+    (batch / source.name).write_text("\n".join(lines), encoding="utf-8")
+    text = (batch / source.name).read_text(encoding="utf-8")
+    expected = {text[: text.index(f'\n"{ids[i]}",') + 1].count("\n") + 1: i for i in (60, 100, 150)}
+    land(project, batch, "lines")
+    report = run_cycle(project)
+    report.raise_for_failures()
+    held = quarantined_lines(project)
+    assert sorted(line for (_name, line) in held) == sorted(expected)
+    said = {60: "review_rating: 9", 100: "", 150: "user_id"}
+    for (_name, line), reason in held.items():
+        assert said[expected[line]] in reason, (line, reason)

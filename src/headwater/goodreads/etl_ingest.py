@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from headwater.csvlines import file_blocks, items
 from headwater.errors import DataError
 from headwater.goodreads.etl_schema import (
     FILE_COLUMN,
@@ -204,6 +205,9 @@ def ingest_file(
     reject_lines = (
         rejected.column("line").to_numpy().astype(np.int64) if rejected.num_rows else np.zeros(0, np.int64)
     )
+    row_lines: np.ndarray | None = None
+    if rejected.num_rows or invalid:
+        reject_lines, row_lines = _file_lines(path, reject_lines, offset)
     if rejected.num_rows:
         held.rejected = pa.table(
             {
@@ -215,7 +219,7 @@ def ingest_file(
     if invalid:
         rows = pa.concat_tables(invalid)
         index = rows.column(ROW_COLUMN).to_numpy()
-        lines = record_lines(index, reject_lines)
+        lines = row_lines[index] if row_lines is not None else record_lines(index, reject_lines)
         rows = rows.append_column(LINE, pa.array(lines))
         rows = rows.append_column(FILE_COLUMN, pa.array([path.name] * rows.num_rows, pa.string()))
         held.invalid = rows
@@ -225,6 +229,20 @@ def ingest_file(
 def _constant(value: str, n: int) -> pa.DictionaryArray:
     """``n`` copies of ``value``, stored once."""
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([value], pa.string()))
+
+
+def _file_lines(path: Path, reject_lines: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """DuckDB's reject numbers (records, header = 1: a record spanning lines counts once) as the file's
+    lines, and the line of each of the ``rows`` rows it read; the numbers as given and None when the file
+    does not split into items as expected (a stray quote)."""
+    found = items(file_blocks(path))
+    item = reject_lines - 1
+    if item.size and (item.max() >= found.lines.size or found.empty[item].any()):
+        return reject_lines, None
+    kept = found.record_lines(skip=np.concatenate(([0], item)))  # item 0: the header
+    if kept.size != rows:
+        return reject_lines, None
+    return found.lines[item] + 1, kept + 1
 
 
 def record_lines(index: np.ndarray, reject_lines: np.ndarray) -> np.ndarray:
