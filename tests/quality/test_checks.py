@@ -286,6 +286,9 @@ def test_csv_with_a_ragged_line_is_one_clear_error(tmp_path: Path) -> None:
         BatchTarget.from_files(path)
     assert str(err.value).startswith(f"{path} line 3: 3 fields, the header has 2")
     assert "\n" not in str(err.value)
+    path.write_text('id,v\n1,"a\nb"\n\n2,"b\nc",extra\n3,c\n')  # the line the ragged record starts on
+    with pytest.raises(DataError, match="line 5: 3 fields"):
+        BatchTarget.from_files(path)
 
 
 def _group_by_failures(target: BatchTarget, column: str) -> int:

@@ -219,12 +219,14 @@ def _first_ragged_line(files: list[Path]) -> str | None:
         with f.open(newline="", encoding="utf-8", errors="replace") as fh:
             reader = csv.reader(fh, delimiter="\t" if f.suffix.lower() == ".tsv" else ",")
             header = next(reader, [])
+            start = reader.line_num + 1  # the line the next record starts on (it may span lines)
             for row in reader:
                 if row and len(row) != len(header):
                     return (
-                        f"{f} line {reader.line_num}: {len(row)} fields, the header has {len(header)}; "
+                        f"{f} line {start}: {len(row)} fields, the header has {len(header)}; "
                         "fix or remove the line (headwater quarantines such lines when a pipeline reads the file)"
                     )
+                start = reader.line_num + 1
     return None
 
 
