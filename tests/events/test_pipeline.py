@@ -204,6 +204,25 @@ def test_wrong_header_is_one_clear_error_and_nothing_is_written(tmp_path: Path) 
     assert not (tmp_path / "data/processed").exists()
 
 
+def test_bytes_that_are_no_csv_are_one_error_naming_their_lines(tmp_path: Path) -> None:
+    header = "event_id,event_time,user_id,company_id,event_type,properties\n"
+    good = "1,2021-05-03 10:00:00,1,1,click,a\n2,2021-05-03 10:00:00,1,1,click,b\n"
+    settings = one_month_project(tmp_path, header + good)
+    run_month(settings, "2021-05", load=False)
+    published = tmp_path / "data/processed/events/year=2021/month=05/events.parquet"
+    before = published.read_bytes()
+    noise = np.random.default_rng(1).integers(0, 256, 50_000, dtype=np.uint8).tobytes()
+    source = tmp_path / SOURCE / "2021/05/events.csv"
+    source.write_bytes((header + good).encode() + noise)
+    lines = 1 + (header + good).count("\n") + noise.count(b"\n")
+    with pytest.raises(DataError) as err:
+        run_month(settings, "2021-05", load=False)
+    assert str(err.value).startswith(f"{source} lines ")
+    assert f"-{lines}: not readable as CSV (" in str(err.value)
+    assert "\n" not in str(err.value)
+    assert published.read_bytes() == before  # the month published earlier stays as it was
+
+
 def test_missing_month_names_the_expected_file(clean_project: Settings) -> None:
     with pytest.raises(DataError, match=r"2022/01/events.csv: no events file for 2022-01"):
         run_month(clean_project, "2022-01")

@@ -45,7 +45,14 @@ from headwater.config import Settings
 from headwater.errors import DataError, HeadwaterError
 from headwater.events import counts
 from headwater.events.counts import Counts
-from headwater.events.parse import DUCKDB_TYPES, ROW_GROUP, ParseStats, RowLines, parse_month_csv
+from headwater.events.parse import (
+    DUCKDB_TYPES,
+    ROW_GROUP,
+    ParseStats,
+    RowLines,
+    UnreadableRange,
+    parse_month_csv,
+)
 from headwater.events.source import Month, MonthFile, fetch_local, find_month, store_options
 from headwater.manifest import fsync_dir
 from headwater.progress import Progress, no_progress
@@ -450,6 +457,10 @@ def run_month(
                 }
         _write_state(settings, report)
         return report
+    except UnreadableRange as exc:
+        raise DataError(
+            f"{found.uri} lines {exc.first}-{exc.last}: not readable as CSV ({exc.reason}); nothing was published"
+        ) from exc
     except duckdb.Error as exc:
         raise DataError(f"{found.uri}: {str(exc).splitlines()[0]}") from exc
     finally:
