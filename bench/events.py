@@ -3,9 +3,10 @@ the seed's own stack at its best (pandas with the pyarrow CSV engine), Polars st
 it, writing zstd, and writing snappy like headwater), and raw DuckDB running the same SQL without
 headwater. The table shows wall and CPU seconds, peak RSS and the size of the Parquet written. Each
 contender runs in a fresh process, so its peak RSS is its own, starts with the CSV in the page cache
-(read once, untimed, before each: the generator writes with direct I/O, so a fresh file is not cached
-and whoever read it first would pay for the disk), and writes where no output of an earlier run exists. Imports are done before each contender's timer
-starts (headwater's lazy import of its quality gate included), as a long-running process pays them once.
+(read once, untimed, before each: the generator writes with direct I/O, so a fresh file is not cached and
+whoever read it first would pay for the disk), and writes where no output of an earlier run exists.
+Imports are done before each contender's timer starts (headwater's lazy import of its quality gate
+included), as a long-running process pays them once.
 
 Every contender does the same job: parse the month with declared types, timestamps to UTC, drop duplicate
 event_ids keeping the first, write Parquet, and compute events per day and the top 10 users and companies.
