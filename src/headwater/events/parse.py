@@ -286,9 +286,8 @@ class _Careful:
             "rejects_table = 'hw_rejects', rejects_scan = 'hw_reject_scans', rejects_limit = 0)"
         )
 
-    def parse(self, fd: int, start: int, end: int) -> tuple[pa.Table, pa.Table, int]:
-        """(rows, rejects with lines relative to the range's first line = 1, physical lines in range)."""
-        data = os.pread(fd, end - start, start)
+    def parse(self, data: bytes) -> tuple[pa.Table, pa.Table]:
+        """(rows, rejects numbered by DuckDB: the range's items from 1, a record spanning lines once)."""
         self.path.write_bytes(self.header + data)
         self.con.execute("DROP TABLE IF EXISTS hw_rejects; DROP TABLE IF EXISTS hw_reject_scans")
         table = self.con.sql(self.sql).to_arrow_table()
@@ -297,11 +296,7 @@ class _Careful:
             "|| ': ' || error_message, '; ') AS _hw_reason, any_value(csv_line) AS _hw_raw "
             "FROM hw_rejects GROUP BY line ORDER BY line"
         ).to_arrow_table()
-        return (
-            table.cast(pa.schema(list(ARROW_TYPES.items()))),
-            rejects.cast(REJECT_SCHEMA),
-            data.count(b"\n"),
-        )
+        return table.cast(pa.schema(list(ARROW_TYPES.items()))), rejects.cast(REJECT_SCHEMA)
 
     def close(self) -> None:
         self.con.close()
@@ -440,16 +435,17 @@ def parse_month_csv(
                 nonlocal careful
                 if careful is None:
                     careful = _Careful(header, timezone, Path(tmp_name))
+                data = os.pread(fd, end - start, start)
+                lines = data.count(b"\n")
                 try:
-                    table, chunk_rejects, lines = careful.parse(fd, start, end)
+                    table, chunk_rejects = careful.parse(data)
                 except duckdb.Error as exc:
-                    data = os.pread(fd, end - start, start)
-                    last = next_line + data.count(b"\n") - data.endswith(b"\n")
+                    last = next_line + lines - data.endswith(b"\n")
                     raise UnreadableRange(next_line, max(next_line, last), str(exc).splitlines()[0]) from exc
                 result.careful_chunks += 1
                 # DuckDB numbers the items of the range (a record spanning lines counts once, an empty
                 # line counts): turn its numbers into lines, and find the lines of the rows it kept
-                found = items([os.pread(fd, end - start, start)])
+                found = items([data])
                 item = chunk_rejects.column("_hw_line").to_numpy().astype(np.int64) - 1
                 row_lines = None
                 if item.size == 0 or (item.max() < found.lines.size and not found.empty[item].any()):
@@ -461,9 +457,8 @@ def parse_month_csv(
                         )
                 if row_lines is None:  # not as expected (a stray quote): one line per item
                     row_lines = np.setdiff1d(np.arange(lines), item)[: table.num_rows]
-                emit(
-                    table, lines, chunk_rejects, Tally.of(table), row_lines
-                )  # DuckDB already converted to UTC
+                # DuckDB already converted the times to UTC
+                emit(table, lines, chunk_rejects, Tally.of(table), row_lines)
 
             queue: deque[Future[_Chunk]] = deque()
             with ThreadPoolExecutor(threads, "hw-parse", initializer=_yield_to_writer) as pool:
