@@ -31,3 +31,9 @@ def format_bytes(n: float) -> str:
             return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
         n /= 1000
     return f"{n:.1f} TB"  # pragma: no cover
+
+
+def format_rate(nbytes: float, seconds: float) -> str:
+    """``nbytes`` moved in ``seconds`` as a rate in the unit that suits it: ``19.4 KB/s``, ``348.0 MB/s``
+    (a small job is not "0 MB/s")."""
+    return f"{format_bytes(nbytes / max(seconds, 1e-9))}/s"

@@ -13,7 +13,7 @@ from headwater.cli.app import State
 from headwater.cli.console import ByteProgress, console, err_console, print_json
 from headwater.errors import UsageError
 from headwater.generate import BUILT_IN
-from headwater.units import format_bytes, parse_size
+from headwater.units import format_bytes, format_rate, parse_size
 
 if TYPE_CHECKING:
     from headwater.generate import GenerateResult
@@ -156,9 +156,9 @@ def print_summary(result: GenerateResult) -> None:
     for t in result.tables:
         table.add_row(t.name, f"{t.rows:,}", str(t.files), format_bytes(t.bytes), f"{t.defects:,}")
     console.print(table)
-    rate = result.bytes / 1e6 / max(result.seconds, 1e-9)
+    rate = format_rate(result.bytes, result.seconds)
     console.print(
-        f"{result.rows:,} rows, {format_bytes(result.bytes)} in {result.seconds:.1f} s ({rate:,.0f} MB/s); "
+        f"{result.rows:,} rows, {format_bytes(result.bytes)} in {result.seconds:.1f} s ({rate}); "
         f"manifest: {result.out / 'manifest.json'}"
     )
     if result.defects:

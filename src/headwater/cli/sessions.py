@@ -16,7 +16,7 @@ from headwater.cli.console import ByteProgress, console, err_console, print_json
 from headwater.errors import DataError, HeadwaterError, PreprocessError, StorageError, UsageError
 from headwater.sessions.model import FIELD_TYPES, FieldType, SessionStatus
 from headwater.storage import VerifyMode
-from headwater.units import format_bytes
+from headwater.units import format_bytes, format_rate
 
 if TYPE_CHECKING:
     from headwater.sessions import SessionRecord
@@ -108,11 +108,7 @@ def _print_upload(report: UploadReport) -> None:
         )
     if report.sessions:
         console.print(table)
-    rate = (
-        f", {report.sent_bytes / 1e6 / report.seconds:.0f} MB/s"
-        if report.seconds and report.sent_bytes
-        else ""
-    )
+    rate = f", {format_rate(report.sent_bytes, report.seconds)}" if report.sent_bytes else ""
     counts = ", ".join(f"{len(report.of(o))} {o.value}" for o in UploadOutcome if report.of(o))
     console.print(
         f"{counts or 'no sessions'}; sent {format_bytes(report.sent_bytes)} in {report.seconds:.1f} s{rate}"

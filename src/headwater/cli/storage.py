@@ -31,6 +31,7 @@ from headwater.storage import (
     verify_batch,
     zone_of,
 )
+from headwater.units import format_bytes, format_rate
 
 EndpointOpt = Annotated[
     str | None, typer.Option(help="S3-compatible endpoint URL (default: from headwater.yaml).")
@@ -78,21 +79,17 @@ def _report_json(report: TransferReport) -> dict[str, Any]:
 
 
 def _print_summary(report: TransferReport, verb: str) -> None:
-    mb = report.total_bytes / 1e6
-    rate = (
-        f", {report.sent_bytes / 1e6 / report.seconds:.0f} MB/s"
-        if report.seconds and report.sent_bytes
-        else ""
-    )
+    size = format_bytes(report.total_bytes)
+    rate = f", {format_rate(report.sent_bytes, report.seconds)}" if report.sent_bytes else ""
     if report.dry_run:
         planned = [f.path for f in report.files if f.status is FileStatus.PLANNED]
-        console.print(f"dry run: would {verb} {len(planned)} of {len(report.files)} files ({mb:.1f} MB)")
+        console.print(f"dry run: would {verb} {len(planned)} of {len(report.files)} files ({size})")
         for path in planned:
             console.print(f"  {path}")
         return
     console.print(
         f"{verb}: {report.count(FileStatus.VERIFIED)} files verified, {report.count(FileStatus.SKIPPED)} already "
-        f"present, {mb:.1f} MB in {report.seconds:.1f} s{rate} -> [bold]{report.destination}[/]"
+        f"present, {size} in {report.seconds:.1f} s{rate} -> [bold]{report.destination}[/]"
     )
 
 
