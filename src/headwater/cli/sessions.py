@@ -141,7 +141,7 @@ def upload(
         typer.Option(
             "--recursive",
             "-r",
-            help="Find session folders anywhere below SOURCE (e.g. lab/2021-02/20210229_161221/).",
+            help="Find session folders anywhere below SOURCE (e.g. lab/2021-02/20210228_161221/).",
         ),
     ] = False,
     as_json: JsonOpt = False,

@@ -98,7 +98,7 @@ def find_session_folders(
     (e.g. a generator's manifest.json) are not sessions and are left alone.
 
     ``recursive``: the session folders anywhere below ``source`` (a lab that files sessions by month,
-    ``lab/2021-02/20210229_161221/``), sorted by name, then path. A folder is a session when its name is
+    ``lab/2021-02/20210228_161221/``), sorted by name, then path. A folder is a session when its name is
     a start time or it holds the metadata file (a misnamed session is then checked, and quarantined);
     any other folder is looked into. Hidden folders, symbolic links to folders and the folders in
     ``skip`` (the project's own places) are not looked into."""
