@@ -53,14 +53,16 @@ def items(blocks: Iterable[bytes | memoryview]) -> Items:
         if b.size == 0:
             continue
         breaks = np.flatnonzero(b == _LF)
-        quoted = np.cumsum(b == _QUOTE, dtype=np.int64)
-        ending = np.flatnonzero((quoted[breaks] + quotes) % 2 == 0)
+        quote_at = np.flatnonzero(b == _QUOTE)
+        # the quotes before each line break, from the start of the text
+        quotes_before = np.searchsorted(quote_at, breaks) + quotes
+        ending = np.flatnonzero(quotes_before % 2 == 0)
         at = breaks[ending]
         end_at.append(at + offset)
         end_line.append(ending + lines)
         before = np.where(at > 0, b[np.maximum(at - 1, 0)], last)
         after_cr.append(before == _CR)
-        quotes += int(quoted[-1])
+        quotes += quote_at.size
         lines += breaks.size
         offset += b.size
         last = int(b[-1])
