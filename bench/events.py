@@ -25,6 +25,7 @@ import os
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -237,6 +238,7 @@ def main() -> None:
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     published = month_folder(project)
     ratios: list[str] = []
+    round_ratios: list[float] = []  # headwater against the fastest peer, round by round
     for round_no in range(1, args.repeat + 1):
         if args.repeat > 1:
             print(f"round {round_no} of {args.repeat}", flush=True)
@@ -256,6 +258,7 @@ def main() -> None:
         latest = {name: r[-1]["seconds"] for name, r in runs.items()}
         if "headwater" in latest and set(PEERS) & set(latest):
             fastest = min(latest[n] for n in PEERS if n in latest)
+            round_ratios.append(fastest / latest["headwater"])
             line = (
                 f"round {round_no}: headwater {latest['headwater']:.1f} s, fastest of pandas and Polars "
                 f"{fastest:.1f} s: {fastest / latest['headwater']:.2f}x"
@@ -281,6 +284,12 @@ def main() -> None:
     if "headwater" in results and peers:
         own = results["headwater"]["seconds"]
         print(f"\nheadwater vs the fastest of pandas and Polars: {min(peers) / own:.2f}x")
+        if len(round_ratios) > 1:
+            print(
+                f"the same, round by round: median {statistics.median(round_ratios):.2f}x, "
+                f"{min(round_ratios):.2f}x to {max(round_ratios):.2f}x, "
+                f"2x or more in {sum(r >= 2 for r in round_ratios)} of {len(round_ratios)}"
+            )
         if "polars-snappy" in results:
             print(
                 f"headwater vs Polars writing snappy, headwater's codec: {results['polars-snappy']['seconds'] / own:.2f}x"
