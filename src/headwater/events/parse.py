@@ -102,35 +102,42 @@ class ParseStats:
     last_id: int | None = None
 
 
-@dataclass
 class RowLines:
     """The file line on which each written row starts, kept as runs of rows on consecutive lines: one run
     per month when every line is one row, a new run after each rejected line, empty line or value with
-    a line break."""
+    a line break (16 bytes a run, in NumPy arrays)."""
 
-    first_rows: list[int] = field(default_factory=list)
-    first_lines: list[int] = field(default_factory=list)
+    def __init__(self) -> None:
+        self._rows: list[np.ndarray] = []  # the first row of each run, in chunks
+        self._lines: list[np.ndarray] = []  # its line
+        self._last: tuple[int, int] | None = None  # (first row, line) of the last run
 
     def add_run(self, row: int, line: int) -> None:
         """Rows from ``row`` on start at ``line``, one line each (until the next run)."""
-        if self.first_rows and line - self.first_lines[-1] == row - self.first_rows[-1]:
-            return  # the last run goes on
-        self.first_rows.append(row)
-        self.first_lines.append(line)
+        self.add_rows(row, np.array([line], np.int64))
 
     def add_rows(self, row: int, lines: np.ndarray) -> None:
         """Rows ``row``, ``row + 1``, ... start on ``lines`` (ascending)."""
         if lines.size == 0:
             return
-        for i in np.concatenate(([0], np.flatnonzero(np.diff(lines) != 1) + 1)).tolist():
-            self.add_run(row + i, int(lines[i]))
+        starts = np.concatenate(([0], np.flatnonzero(np.diff(lines) != 1) + 1))
+        run_rows, run_lines = starts + row, lines[starts].astype(np.int64)
+        if self._last is not None and run_lines[0] - self._last[1] == run_rows[0] - self._last[0]:
+            run_rows, run_lines = run_rows[1:], run_lines[1:]  # the last run goes on
+        if run_rows.size:
+            self._rows.append(run_rows)
+            self._lines.append(run_lines)
+            self._last = (int(run_rows[-1]), int(run_lines[-1]))
 
     def lines_of(self, rows: np.ndarray) -> np.ndarray:
         """File lines of the rows numbered ``rows`` (0-based, in the order written)."""
-        first_rows = np.asarray(self.first_rows, np.int64)
-        first_lines = np.asarray(self.first_lines, np.int64)
+        if len(self._rows) > 1:  # one chunk from now on
+            self._rows, self._lines = [np.concatenate(self._rows)], [np.concatenate(self._lines)]
+        first_rows, first_lines = self._rows[0], self._lines[0]
+        rows = np.asarray(rows, np.int64)
         run = np.searchsorted(first_rows, rows, side="right") - 1
-        return first_lines[run] + (np.asarray(rows, np.int64) - first_rows[run])
+        lines: np.ndarray = first_lines[run] + (rows - first_rows[run])
+        return lines
 
 
 @dataclass

@@ -252,12 +252,10 @@ def validate_and_dedupe(
         lines = row_lines.lines_of(bad.column("_row").to_numpy())
         reasons = bad.column("_hw_reason").to_pylist()
         firsts = bad.column("_first").to_pylist()
+        first_lines = row_lines.lines_of(np.array([f or 0 for f in firsts], np.int64)).tolist()
         fixed = [
-            r
-            if f is None
-            else r.split(" (first kept")[0]
-            + f" (first kept at line {int(row_lines.lines_of(np.array([f]))[0])})"
-            for r, f in zip(reasons, firsts, strict=True)
+            r if f is None else r.split(" (first kept")[0] + f" (first kept at line {line})"
+            for r, f, line in zip(reasons, firsts, first_lines, strict=True)
         ]
         bad = (
             bad.drop_columns(["_row", "_hw_reason", "_dup", "_first", "event_month"])
