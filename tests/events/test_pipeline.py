@@ -223,6 +223,19 @@ def test_bytes_that_are_no_csv_are_one_error_naming_their_lines(tmp_path: Path) 
     assert published.read_bytes() == before  # the month published earlier stays as it was
 
 
+def test_carriage_return_line_breaks_are_one_clear_error(tmp_path: Path) -> None:
+    header = "event_id,event_time,user_id,company_id,event_type,properties"
+    settings = one_month_project(tmp_path, f"{header}\r1,2021-05-03 10:00:00,1,1,click,a\r")
+    with pytest.raises(DataError, match=r"line 1: lines end with a carriage return alone") as err:
+        run_month(settings, "2021-05")
+    assert "\n" not in str(err.value)
+    source = tmp_path / SOURCE / "2021/05/events.csv"
+    source.write_text("x" * 100_000, encoding="utf-8")  # no line break at all: the header is cut short
+    with pytest.raises(DataError, match=r"line 1: header 'x{200}\.\.\.' differs"):
+        run_month(settings, "2021-05")
+    assert not (tmp_path / "data/processed").exists()
+
+
 def test_missing_month_names_the_expected_file(clean_project: Settings) -> None:
     with pytest.raises(DataError, match=r"2022/01/events.csv: no events file for 2022-01"):
         run_month(clean_project, "2022-01")

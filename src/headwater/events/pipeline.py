@@ -190,13 +190,24 @@ def _connect(settings: Settings, tmp: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
+HEADER_LIMIT = 1 << 16
+"""The most of a file read for its header (a file with no line break is not read whole)."""
+
+
 def _check_header(path: Path, shown: str) -> None:
     with path.open("rb") as fh:
-        first = fh.readline().decode("utf-8", "replace").strip().lstrip("\ufeff")
-    names = [n.strip().strip('"') for n in first.split(",")]
-    if names != list(COLUMNS):
+        first = fh.readline(HEADER_LIMIT).decode("utf-8", "replace").rstrip("\r\n").lstrip("\ufeff")
+    if "\r" in first:
         raise DataError(
-            f"{shown} line 1: header {','.join(names)!r} differs from the declared columns {','.join(COLUMNS)!r}"
+            f"{shown} line 1: lines end with a carriage return alone (classic Mac text); "
+            "convert the file to LF or CRLF line breaks (e.g. tr '\\r' '\\n')"
+        )
+    names = [n.strip().strip('"') for n in first.strip().split(",")]
+    if names != list(COLUMNS):
+        header = ",".join(names)
+        header = header if len(header) <= 200 else header[:200] + "..."
+        raise DataError(
+            f"{shown} line 1: header {header!r} differs from the declared columns {','.join(COLUMNS)!r}"
         )
 
 
