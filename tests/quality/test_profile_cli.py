@@ -106,3 +106,25 @@ def test_bad_input_is_one_line_and_exit_2(project: Path) -> None:
     assert isinstance(bad_key.exception, UsageError)
     assert bad_key.exception.exit_code == 2
     assert "--key nope: no such column" in str(bad_key.exception)
+
+
+def test_bytes_that_are_no_text_are_one_line_without_a_traceback(project: Path) -> None:
+    import re
+
+    import numpy as np
+
+    (project / "binary.csv").write_bytes(np.random.default_rng(0).bytes(5000))
+    res = run("profile", "binary.csv", cwd=project)
+    assert res.returncode == 3
+    [line] = res.stderr.strip().splitlines()
+    assert re.fullmatch(
+        r"error: binary\.csv: cannot read: not UTF-8 text \(a line holds byte 0x[0-9a-f]{2}\); "
+        r"profile reads UTF-8 CSV and Parquet",
+        line,
+    ), line
+    # a line of such bytes in a CSV: not counted, and no traceback either
+    (project / "one_bad_line.csv").write_bytes(b"a,b\n1,2\n" + bytes(range(128, 256)) + b"\n3,4\n")
+    res = run("profile", "one_bad_line.csv", cwd=project)
+    assert res.returncode == 0
+    assert res.stderr == ""
+    assert "1 line(s) did not parse" in res.stdout

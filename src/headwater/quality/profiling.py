@@ -17,11 +17,13 @@ read-only) or fetched as Arrow (PostgreSQL).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import os
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -170,6 +172,24 @@ def _jsonable(value: Any) -> Any:
 
 
 # -------------------------------------------------------------------------------------------- sources
+@contextlib.contextmanager
+def _unraisable_kept(kept: list[BaseException]) -> Iterator[None]:
+    """Keep, instead of printing, what Python reports as 'Exception ignored' meanwhile: PyArrow builds the
+    row it hands to an invalid-row handler as text, and a row that is not UTF-8 fails there, outside the
+    handler, with a traceback on standard error."""
+    previous = sys.unraisablehook
+
+    def keep(unraisable: Any) -> None:
+        if unraisable.exc_value is not None:
+            kept.append(unraisable.exc_value)
+
+    sys.unraisablehook = keep
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
+
 class _Source:
     """An in-process DuckDB connection with the data under one relation name."""
 
@@ -186,6 +206,7 @@ class _Source:
         self.rejected = 0
         self.bytes: int | None = None
         self._keep: list[Any] = []
+        self._undecodable = ""  # why PyArrow could not decode a line as UTF-8, if it could not
 
     def arrow(self, table: pa.Table) -> None:
         self._keep.append(table)
@@ -216,6 +237,11 @@ class _Source:
             ).fetchone()
             self.rejected = int(row[0]) if row else 0
         except duckdb.Error as exc:
+            if self._undecodable:
+                raise DataError(
+                    f"{files[0]}: cannot read: not UTF-8 text ({self._undecodable}); "
+                    "profile reads UTF-8 CSV and Parquet"
+                ) from exc
             raise DataError(f"{files[0]}: cannot read: {str(exc).splitlines()[0]}") from exc
 
     def _arrow_csv(self, files: list[Path]) -> bool:
@@ -230,17 +256,23 @@ class _Source:
         parse = pacsv.ParseOptions(invalid_row_handler=skip)
         tables: list[pa.Table] = []
         types: dict[str, pa.DataType] = {}
+        undecodable: list[BaseException] = []
         try:
-            for f in files:
-                convert = pacsv.ConvertOptions(strings_can_be_null=True, column_types=types)
-                read = pacsv.ReadOptions(block_size=CSV_BLOCK)
-                tables.append(
-                    pacsv.read_csv(f, read_options=read, parse_options=parse, convert_options=convert)
-                )
-                if not types:
-                    types = {fld.name: fld.type for fld in tables[0].schema if not pa.types.is_null(fld.type)}
+            with _unraisable_kept(undecodable):
+                for f in files:
+                    convert = pacsv.ConvertOptions(strings_can_be_null=True, column_types=types)
+                    read = pacsv.ReadOptions(block_size=CSV_BLOCK)
+                    tables.append(
+                        pacsv.read_csv(f, read_options=read, parse_options=parse, convert_options=convert)
+                    )
+                    if not types:
+                        types = {
+                            fld.name: fld.type for fld in tables[0].schema if not pa.types.is_null(fld.type)
+                        }
             table = pa.concat_tables(tables, promote_options="permissive")
         except (pa.ArrowInvalid, pa.ArrowTypeError):
+            bad = next((e for e in undecodable if isinstance(e, UnicodeDecodeError)), None)
+            self._undecodable = f"a line holds byte 0x{bad.object[bad.start]:02x}" if bad else ""
             return False
         self.rejected = rejected
         self.arrow(table)
