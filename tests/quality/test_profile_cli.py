@@ -128,3 +128,18 @@ def test_bytes_that_are_no_text_are_one_line_without_a_traceback(project: Path) 
     assert res.returncode == 0
     assert res.stderr == ""
     assert "1 line(s) did not parse" in res.stdout
+
+
+def test_an_empty_file_is_one_line_and_a_header_alone_has_columns_without_a_type(project: Path) -> None:
+    (project / "empty.csv").write_bytes(b"")
+    res = run("profile", "empty.csv", cwd=project)
+    assert res.returncode == 3
+    assert res.stderr.strip().splitlines() == [
+        "error: empty.csv: empty file: a CSV starts with a header line, a Parquet file with PAR1"
+    ]
+    (project / "header.csv").write_text("a,b\n", encoding="utf-8")
+    res = run("profile", "header.csv", "--json", "-", cwd=project)
+    assert res.returncode == 0, res.stderr
+    profile = json.loads(res.stdout)
+    assert profile["rows"] == 0
+    assert [(c["name"], c["type"]) for c in profile["columns"]] == [("a", "NULL"), ("b", "NULL")]

@@ -218,7 +218,11 @@ class _Source:
         the types inferred from the first block: parsed once into a temporary DuckDB table, which spills
         to disk beyond memory. Either way lines that do not parse are counted, never silently lost."""
         listing = "[" + ", ".join(_s(f) for f in files) + "]"
-        self.bytes = sum(f.stat().st_size for f in files)
+        sizes = {f: f.stat().st_size for f in files}
+        self.bytes = sum(sizes.values())
+        empty = next((f for f, size in sizes.items() if size == 0), None)
+        if empty is not None:
+            raise DataError(f"{empty}: empty file: a CSV starts with a header line, a Parquet file with PAR1")
         try:
             if all(f.name.lower().endswith((".parquet", ".pq")) for f in files):
                 self.con.execute(
@@ -356,7 +360,9 @@ def profile(
         )
         progress("profile", 0, 3)
         types = {
-            str(r[0]): str(r[1]) for r in src.con.execute(f"DESCRIBE SELECT * FROM {src.relation}").fetchall()
+            # (DuckDB quotes the type of a column without values: "NULL")
+            str(r[0]): str(r[1]).strip('"')
+            for r in src.con.execute(f"DESCRIBE SELECT * FROM {src.relation}").fetchall()
         }
         for k in key:
             if k not in types:
