@@ -289,6 +289,13 @@ def test_csv_with_a_ragged_line_is_one_clear_error(tmp_path: Path) -> None:
     path.write_text('id,v\n1,"a\nb"\n\n2,"b\nc",extra\n3,c\n')  # the line the ragged record starts on
     with pytest.raises(DataError, match="line 5: 3 fields"):
         BatchTarget.from_files(path)
+    # left to itself, DuckDB's sniffer read the lines above the widest one as a preamble and dropped them
+    path.write_text("a,b\n1,2\n3\n4,5,6\n")
+    with pytest.raises(DataError, match=r"line 3: 1 fields, the header has 2"):
+        BatchTarget.from_files(path)
+    path.write_bytes(b"")
+    with pytest.raises(DataError, match="empty file"):
+        BatchTarget.from_files(path)
 
 
 def _group_by_failures(target: BatchTarget, column: str) -> int:

@@ -132,6 +132,8 @@ class BatchTarget:
         for f in files:
             if not f.is_file():
                 raise DataError(f"{f}: not found")
+            if f.stat().st_size == 0:
+                raise DataError(f"{f}: empty file: a CSV starts with a header line, a Parquet file with PAR1")
         name = name or files[0].stem
         is_csv = all(
             f.suffix.lower() in (".csv", ".tsv", ".txt") or f.name.endswith(".csv.gz") for f in files
@@ -155,6 +157,10 @@ class BatchTarget:
                     "delim" not in given and "sep" not in given
                 ):  # a declared delimiter: ragged lines fail loudly
                     given["delim"] = "\t" if files[0].suffix.lower() == ".tsv" else ","
+                # the first line is the header and no line is skipped: left to itself, DuckDB's sniffer
+                # takes the lines above the last ragged one for a preamble and drops them unsaid
+                given.setdefault("header", True)
+                given.setdefault("skip", 0)
                 opts = "".join(f", {k} = {_option(v)}" for k, v in given.items())
                 con.execute(
                     f"CREATE TEMP TABLE _hw_batch_data AS SELECT * FROM read_csv({_path_list(files)}, "
