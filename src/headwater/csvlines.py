@@ -40,6 +40,21 @@ class Items:
         lines: np.ndarray = self.lines[keep]
         return lines
 
+    def locate(
+        self, rejected: np.ndarray, rows: int, *, header: bool = False
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Where a reader's output lies in the text: given the items it rejected (numbered from 0, as a
+        reader that counts empty lines but a record spanning lines once numbers them, e.g. DuckDB's
+        rejects) and how many rows it returned, the lines of the rejected items and of the rows, in order.
+        ``header``: item 0 is the header, not a row. None when they do not add up (a stray quote: the
+        reader split the text otherwise)."""
+        if rejected.size and (rejected.max() >= self.lines.size or self.empty[rejected].any()):
+            return None
+        kept = self.record_lines(skip=np.concatenate(([0], rejected)) if header else rejected)
+        if kept.size != rows:
+            return None
+        return self.lines[rejected], kept
+
 
 def items(blocks: Iterable[bytes | memoryview]) -> Items:
     """The items of the text made of ``blocks`` laid end to end."""

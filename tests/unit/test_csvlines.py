@@ -64,3 +64,19 @@ def test_empty_text_has_no_items(tmp_path: Path) -> None:
     assert items(file_blocks(path)).lines.size == 0
     path.write_bytes(b"a\n")
     assert items(file_blocks(path, block=1)).lines.tolist() == [0]
+
+
+def test_locate_puts_a_readers_rejects_and_rows_on_their_lines() -> None:
+    text = 'h\n1\n\n"2\nx"\nbad\n3\r\n\r\n4'
+    got = items([text.encode()])
+    # items: 0 h, 1 "1", 2 empty, 3 "2\nx", 4 bad, 5 "3", 6 empty, 7 "4"
+    located = got.locate(np.array([4]), rows=4, header=True)
+    assert located is not None
+    assert located[0].tolist() == [5]
+    assert located[1].tolist() == [1, 3, 6, 8]
+    assert got.locate(np.array([4]), rows=3, header=True) is None  # the counts do not add up
+    assert got.locate(np.array([2]), rows=4, header=True) is None  # an empty line is never rejected
+    assert got.locate(np.array([9]), rows=4, header=True) is None  # past the end
+    no_header = got.locate(np.zeros(0, np.int64), rows=6)
+    assert no_header is not None
+    assert no_header[1].tolist() == [0, 1, 3, 5, 6, 8]

@@ -452,17 +452,12 @@ def parse_month_csv(
                 result.careful_chunks += 1
                 # DuckDB numbers the items of the range (a record spanning lines counts once, an empty
                 # line counts): turn its numbers into lines, and find the lines of the rows it kept
-                found = items([data])
                 item = chunk_rejects.column("_hw_line").to_numpy().astype(np.int64) - 1
-                row_lines = None
-                if item.size == 0 or (item.max() < found.lines.size and not found.empty[item].any()):
-                    kept = found.record_lines(skip=item)
-                    if kept.size == table.num_rows:
-                        row_lines = kept
-                        chunk_rejects = chunk_rejects.set_column(
-                            0, "_hw_line", pa.array(found.lines[item] + 1)
-                        )
-                if row_lines is None:  # not as expected (a stray quote): one line per item
+                located = items([data]).locate(item, table.num_rows)
+                if located is not None:
+                    reject_lines, row_lines = located
+                    chunk_rejects = chunk_rejects.set_column(0, "_hw_line", pa.array(reject_lines + 1))
+                else:  # not as expected (a stray quote): one line per item
                     row_lines = np.setdiff1d(np.arange(lines), item)[: table.num_rows]
                 # DuckDB already converted the times to UTC
                 emit(table, lines, chunk_rejects, Tally.of(table), row_lines)
@@ -504,12 +499,12 @@ def parse_month_csv(
                         carefully(start, end)
                     else:
                         assert chunk.tally is not None
-                        row_lines = None
+                        located = None
                         if chunk.lines != chunk.table.num_rows:  # empty lines, or values with line breaks
-                            kept = items([os.pread(fd, end - start, start)]).record_lines()
-                            if kept.size == chunk.table.num_rows:
-                                row_lines = kept
-                        emit(chunk.table, chunk.lines, None, chunk.tally, row_lines)
+                            located = items([os.pread(fd, end - start, start)]).locate(
+                                np.zeros(0, np.int64), chunk.table.num_rows
+                            )
+                        emit(chunk.table, chunk.lines, None, chunk.tally, located[1] if located else None)
                     if on_progress is not None:
                         on_progress(end - start)
                     submit()

@@ -235,14 +235,10 @@ def _file_lines(path: Path, reject_lines: np.ndarray, rows: int) -> tuple[np.nda
     """DuckDB's reject numbers (records, header = 1: a record spanning lines counts once) as the file's
     lines, and the line of each of the ``rows`` rows it read; the numbers as given and None when the file
     does not split into items as expected (a stray quote)."""
-    found = items(file_blocks(path))
-    item = reject_lines - 1
-    if item.size and (item.max() >= found.lines.size or found.empty[item].any()):
+    located = items(file_blocks(path)).locate(reject_lines - 1, rows, header=True)
+    if located is None:
         return reject_lines, None
-    kept = found.record_lines(skip=np.concatenate(([0], item)))  # item 0: the header
-    if kept.size != rows:
-        return reject_lines, None
-    return found.lines[item] + 1, kept + 1
+    return located[0] + 1, located[1] + 1
 
 
 def record_lines(index: np.ndarray, reject_lines: np.ndarray) -> np.ndarray:
