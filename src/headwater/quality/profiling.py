@@ -38,6 +38,7 @@ import pyarrow.csv as pacsv
 from headwater.errors import DataError, UsageError, WarehouseBusyError
 from headwater.progress import Progress, no_progress
 from headwater.quality.suggest import shape_regex, suggest_checks
+from headwater.quality.targets import refuse_empty
 from headwater.sqltext import quote_identifier as _q
 from headwater.sqltext import sql_string as _s
 
@@ -218,11 +219,8 @@ class _Source:
         the types inferred from the first block: parsed once into a temporary DuckDB table, which spills
         to disk beyond memory. Either way lines that do not parse are counted, never silently lost."""
         listing = "[" + ", ".join(_s(f) for f in files) + "]"
-        sizes = {f: f.stat().st_size for f in files}
-        self.bytes = sum(sizes.values())
-        empty = next((f for f, size in sizes.items() if size == 0), None)
-        if empty is not None:
-            raise DataError(f"{empty}: empty file: a CSV starts with a header line, a Parquet file with PAR1")
+        refuse_empty(files)
+        self.bytes = sum(f.stat().st_size for f in files)
         try:
             if all(f.name.lower().endswith((".parquet", ".pq")) for f in files):
                 self.con.execute(

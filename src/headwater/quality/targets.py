@@ -132,8 +132,7 @@ class BatchTarget:
         for f in files:
             if not f.is_file():
                 raise DataError(f"{f}: not found")
-            if f.stat().st_size == 0:
-                raise DataError(f"{f}: empty file: a CSV starts with a header line, a Parquet file with PAR1")
+        refuse_empty(files)
         name = name or files[0].stem
         is_csv = all(
             f.suffix.lower() in (".csv", ".tsv", ".txt") or f.name.endswith(".csv.gz") for f in files
@@ -214,6 +213,13 @@ class BatchTarget:
 
     def close(self) -> None:
         self.con.close()
+
+
+def refuse_empty(files: Sequence[Path]) -> None:
+    """One error naming the first empty file: it holds no header and no Parquet footer to read."""
+    for f in files:
+        if f.stat().st_size == 0:
+            raise DataError(f"{f}: empty file: a CSV starts with a header line, a Parquet file with PAR1")
 
 
 def _first_ragged_line(files: list[Path]) -> str | None:
