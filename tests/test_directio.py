@@ -6,6 +6,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,51 @@ def test_other_write_errors_are_not_swallowed(tmp_path: Path, monkeypatch: pytes
         f.write(b"x" * (2 * DIRECT_BLOCK))
     monkeypatch.undo()
     os.close(f._fd)
+
+
+def test_full_blocks_are_written_while_the_caller_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A direct write waits for the disk: the writing thread does it, and the caller fills the next
+    block meanwhile. ``close`` waits for it, and the file is whole."""
+    if not hasattr(os, "O_DIRECT"):
+        pytest.skip("no O_DIRECT on this platform")
+    real_write = os.write
+    disk = threading.Event()
+    started = threading.Event()
+
+    def slow_disk(fd: int, data: bytes | memoryview) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            started.set()
+            assert disk.wait(10)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", slow_disk)
+    path = tmp_path / "out.bin"
+    f = DirectFile(path)
+    data = np.random.default_rng(3).integers(0, 256, DIRECT_BLOCK + 5000, dtype=np.uint8).tobytes()
+    f.write(data)  # returns with the first block still on its way to the disk
+    assert started.wait(10)
+    assert f.tell() == len(data)
+    disk.set()
+    f.close()
+    assert path.read_bytes() == data
+
+
+def test_an_error_of_a_background_write_is_raised_by_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not hasattr(os, "O_DIRECT"):
+        pytest.skip("no O_DIRECT on this platform")
+
+    def full(fd: int, data: bytes | memoryview) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    f = DirectFile(tmp_path / "out.csv")
+    monkeypatch.setattr(os, "write", full)
+    f.write(b"x" * DIRECT_BLOCK)  # one block: handed to the writing thread
+    with pytest.raises(OSError, match="No space left"):
+        f.close()
 
 
 def test_parquet_writer_over_a_direct_file(tmp_path: Path) -> None:

@@ -10,8 +10,14 @@ on NFS or CIFS each direct write would wait for the server, FUSE file systems of
 the file system refuses direct I/O anyway (at open, or at the first write) the same file is written
 through the page cache; ``HEADWATER_DIRECT_IO=0`` asks for that everywhere.
 
+A direct write returns only once the disk has the block, so full blocks are written by a background
+thread while the caller fills the next one (two buffers per file): the events pass's writing thread,
+its critical path, waited 0.5 s per 2 GB month on its 150 direct writes before.
+
 It is a file object for writers that want one (``pyarrow.parquet.ParquetWriter``), optionally hashing
-what it writes, and durable at :meth:`DirectFile.close` (the tail written, then ``fsync``)."""
+what it writes, and durable at :meth:`DirectFile.close` (every block written, the tail, then ``fsync``);
+an error of a background write is raised by the next :meth:`DirectFile.write` that needs its buffer, or
+by :meth:`DirectFile.close`."""
 
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ import fcntl
 import mmap
 import os
 import re
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,6 +43,22 @@ WRITEBACK_BYTES = 64 << 20
 _DIRECT_BUFFERS: list[mmap.mmap] = []
 """Page-aligned buffers of closed files, reused by the next ones (their pages are already mapped)."""
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_WRITES: ThreadPoolExecutor | None = None
+"""The thread that writes full blocks, for every direct file of the process (in order, one at a time:
+the disk takes them one at a time anyway)."""
+_WRITES_LOCK = threading.Lock()
+
+
+def _writes() -> ThreadPoolExecutor:
+    global _WRITES
+    with _WRITES_LOCK:
+        if _WRITES is None:
+            _WRITES = ThreadPoolExecutor(1, thread_name_prefix="hw-direct-write")
+        return _WRITES
+
+
+def _take_buffer() -> mmap.mmap:
+    return _DIRECT_BUFFERS.pop() if _DIRECT_BUFFERS else mmap.mmap(-1, DIRECT_BLOCK)
 
 
 class Hasher(Protocol):
@@ -52,10 +76,11 @@ class DirectFile:
         self._synced = 0
         self._buffer: mmap.mmap | None = None
         self._fill = 0
+        self._in_flight: tuple[Future[None], mmap.mmap] | None = None  # a full block being written
         direct = _open_direct(path)
         if direct is not None:
             self._fd = direct
-            self._buffer = _DIRECT_BUFFERS.pop() if _DIRECT_BUFFERS else mmap.mmap(-1, DIRECT_BLOCK)
+            self._buffer = _take_buffer()
             self._view = memoryview(self._buffer)
         else:
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _CLOEXEC, 0o666)
@@ -92,16 +117,45 @@ class DirectFile:
         return view.nbytes
 
     def _write_block(self) -> None:
+        """Hand the full block to the writing thread and go on in the other buffer (once the block
+        before this one is written)."""
+        assert self._buffer is not None
+        full = self._buffer
+        self._view.release()
+        free = self._wait()
+        self._in_flight = (_writes().submit(self._write_direct, full), full)
+        self._buffer = free if free is not None else _take_buffer()
+        self._view = memoryview(self._buffer)
+        self._fill = 0
+
+    def _write_direct(self, block: mmap.mmap) -> None:
+        """Write one full block (in the writing thread)."""
+        view = memoryview(block)
         try:
-            _write_all(self._fd, self._view)
+            _write_all(self._fd, view)
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
             # the file system took O_DIRECT at open but refuses the write (which wrote nothing):
             # this file goes through the page cache from here on
             _buffered(self._fd)
-            _write_all(self._fd, self._view)
-        self._fill = 0
+            _write_all(self._fd, view)
+        finally:
+            view.release()
+
+    def _wait(self) -> mmap.mmap | None:
+        """Wait for the block being written, if any: its buffer, free again. Raises what its write
+        raised."""
+        if self._in_flight is None:
+            return None
+        future, block = self._in_flight
+        self._in_flight = None
+        try:
+            future.result()
+        except BaseException:
+            _DIRECT_BUFFERS.append(block)
+            raise
+        return block
 
     def _start_writeback(self) -> None:
         """Ask the kernel to start writing what is written so far to disk (without waiting), so
@@ -122,6 +176,9 @@ class DirectFile:
         self.closed = True
         try:
             if self._buffer is not None:
+                free = self._wait()
+                if free is not None:
+                    _DIRECT_BUFFERS.append(free)
                 if self._fill:  # the tail is not a whole block: write it through the page cache
                     _buffered(self._fd)
                     _write_all(self._fd, self._view[: self._fill])
