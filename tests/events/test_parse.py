@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -32,6 +33,17 @@ def clean_lines(n: int, start_id: int = 1) -> list[str]:
     ]
 
 
+READERS = {"plain": True}
+"""Whether :func:`parse` reads plain ranges with the compiled reader: every test runs with both readers."""
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["plain-reader", "pyarrow-reader"])
+def reader(request: pytest.FixtureRequest) -> Iterator[None]:
+    READERS["plain"] = request.param
+    yield
+    READERS["plain"] = True
+
+
 def parse(
     path: Path, chunk_bytes: int, *, threads: int | None = None, timezone: str = "UTC"
 ) -> tuple[list[dict[str, object]], ParseResult]:
@@ -46,6 +58,7 @@ def parse(
         threads=threads,
         timezone=timezone,
         on_progress=progress.append,
+        plain=READERS["plain"],
     )
     assert sum(progress) == path.stat().st_size  # the progress bar ends at 100%, header included
     if result.counts is not None:  # what the pass counted is what the file holds, whichever reader read it
@@ -72,6 +85,7 @@ def test_clean_file_is_the_same_in_any_number_of_ranges(tmp_path: Path, chunk_by
     assert not any(result.stats.nulls.values())
     if chunk_bytes == 64:
         assert result.chunks > 100
+    assert result.plain_chunks == (result.chunks if READERS["plain"] else 0)
 
 
 def test_values_with_line_breaks_are_never_cut(tmp_path: Path) -> None:
@@ -159,10 +173,11 @@ def test_matches_duckdb_reading_the_whole_file(tmp_path: Path) -> None:
 
 def test_parsed_rows_do_not_share_the_reused_read_buffer(tmp_path: Path) -> None:
     """Each parse thread reads its ranges into one reused buffer; the rows parsed from a range must
-    not point into it (PyArrow's CSV reader copies), or the next range would overwrite them."""
+    not point into it (both readers copy what they keep), or the next range would overwrite them."""
     import os
 
     from headwater.events import parse
+    from headwater.events.plain import read_plain
 
     path = tmp_path / "events.csv"
     path.write_bytes(
@@ -170,8 +185,9 @@ def test_parsed_rows_do_not_share_the_reused_read_buffer(tmp_path: Path) -> None
     )
     fd = os.open(path, os.O_RDONLY)
     try:
-        chunk = parse._fast(fd, 0, 0, path.stat().st_size, "UTC")
+        chunk = parse._fast(fd, 0, 0, path.stat().st_size, "UTC", read_plain if READERS["plain"] else None)
         assert chunk.table is not None
+        assert chunk.plain == READERS["plain"]
         before = chunk.table.to_pylist()
         parse._LOCAL.buf[:] = b"X" * len(parse._LOCAL.buf)  # the next range lands here
         assert chunk.table.to_pylist() == before
