@@ -233,7 +233,7 @@ def _read_range(fd: int, start: int, end: int) -> memoryview:
     return view[:got]
 
 
-PlainReader = Callable[[memoryview, pa.Schema, pa.MemoryPool], pa.Table | None]
+PlainReader = Callable[[memoryview, pa.Schema], pa.Table | None]
 """:func:`headwater.events.plain.read_plain`, passed in when the pass uses it (see :func:`_plain_reader`)."""
 PLAIN_MIN_BYTES = 1 << 30
 """Months from this size on are read with the compiled reader for plain lines (:mod:`headwater.events.plain`)
@@ -258,7 +258,7 @@ def _plain_reader(size: int, plain: bool | None) -> PlainReader | None:
 def _fast(fd: int, index: int, start: int, end: int, timezone: str, read_plain: PlainReader | None) -> _Chunk:
     data = _read_range(fd, start, end)
     chunk = _Chunk(index, start, end)
-    plain = None if read_plain is None else read_plain(data, SOURCE_SCHEMA, PARSE_POOL)
+    plain = None if read_plain is None else read_plain(data, SOURCE_SCHEMA)
     if plain is not None:  # every line plain: read in one compiled pass, a row a line
         chunk.table = _utc(plain, timezone)
         chunk.tally = Tally.of(chunk.table)
