@@ -263,3 +263,19 @@ def test_row_groups_hold_exactly_row_group_rows_but_the_last(
     assert sizes == [group] * (rows // group) + ([rows % group] if rows % group else [])
     assert [r["event_id"] for r in got] == list(range(1, rows + 1))
     assert result.rows == rows
+
+
+def test_without_numba_every_range_is_read_by_pyarrow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Numba that cannot be imported (say, a NumPy newer than it supports) makes the pass slower, not
+    wrong: one warning, and PyArrow's reader reads every range."""
+    monkeypatch.delitem(sys.modules, "headwater.events.plain", raising=False)
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba -> ImportError
+    path = write(tmp_path / "e.csv", clean_lines(500))
+    out = tmp_path / "e.parquet"
+    with caplog.at_level("WARNING", logger="headwater.events.parse"):
+        result = parse_month_csv(path, out, date(2021, 3, 1), required=REQUIRED, chunk_bytes=4000, plain=True)
+    assert "compiled reader of plain lines is unavailable" in caplog.text
+    assert (result.rows, result.plain_chunks, result.careful_chunks) == (500, 0, 0)
+    assert pq.read_table(out).column("event_id").to_pylist() == list(range(1, 501))

@@ -1,11 +1,13 @@
 """One pass over a month's CSV: byte ranges parsed in parallel, typed rows streamed into one Parquet file.
 
 The file is cut into ranges of ``chunk_bytes`` that end on a line break. Worker threads read a range
-(``os.pread``, no shared buffer) and parse it with PyArrow's CSV reader under the declared schema; the
-calling thread writes the typed batches, in file order, to a single Parquet file. Memory stays bounded
-by ``chunk_bytes`` times the few ranges in flight, whatever the size of the file, and both cores parse.
+(``os.pread``, no shared buffer) and parse it under the declared schema: with the compiled reader of plain
+lines (:mod:`headwater.events.plain`) when every line of the range is plain, else with PyArrow's CSV
+reader, which gives the same rows. The calling thread writes the typed batches, in file order, to a
+single Parquet file. Memory stays bounded by ``chunk_bytes`` times the few ranges in flight, whatever the
+size of the file, and both cores parse.
 
-Whatever the fast reader refuses (a ragged line, text in a number, a timestamp with a zone offset, a
+Whatever PyArrow's reader refuses too (a ragged line, text in a number, a timestamp with a zone offset, a
 value it cannot read) sends that range to the careful reader: DuckDB's CSV reader with rejects captured,
 which keeps every line it can and reports each one it cannot with its line number and reason. A cut
 that falls inside a quoted value (a value with a line break) is found and the range is extended to the
@@ -20,6 +22,7 @@ increases (so it is unique), and the events per day, user and company that the a
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -41,6 +44,8 @@ import pyarrow.parquet as pq
 from headwater.csvlines import items
 from headwater.directio import DirectFile
 from headwater.events.counts import IDS, Counts, Tally
+
+log = logging.getLogger(__name__)
 
 # Declared columns of the source file, in order, and their Arrow types.
 ARROW_TYPES: dict[str, pa.DataType] = {
@@ -250,8 +255,13 @@ def _plain_reader(size: int, plain: bool | None) -> PlainReader | None:
         return None
     if plain is None and size < PLAIN_MIN_BYTES and "headwater.events.plain" not in sys.modules:
         return None
-    from headwater.events.plain import read_plain
-
+    try:
+        from headwater.events.plain import read_plain
+    except ImportError as exc:  # e.g. a NumPy newer than the installed Numba supports: slower, not wrong
+        log.warning(
+            "events: the compiled reader of plain lines is unavailable (%s); PyArrow's reads every range", exc
+        )
+        return None
     return read_plain
 
 
