@@ -59,7 +59,7 @@ plain_int = st.one_of(
 )
 plain_time = st.one_of(
     st.builds(
-        "{:04d}-{:02d}-{:02d}{}{:02d}:{:02d}:{:02d}".format,
+        "{:04d}-{:02d}-{:02d}{}{:02d}:{:02d}:{:02d}{}".format,
         st.integers(0, 9999),
         st.integers(1, 12),
         st.integers(1, 28),
@@ -67,6 +67,7 @@ plain_time = st.one_of(
         st.integers(0, 23),
         st.integers(0, 59),
         st.integers(0, 59),
+        st.one_of(st.just(""), st.from_regex(r"\.[0-9]{1,6}", fullmatch=True)),  # fractional seconds
     ),
     st.sampled_from(
         ["2020-02-29 12:00:00", "2000-02-29 00:00:00", "2021-12-31 23:59:59", "1969-12-31 23:59:59"]
@@ -135,6 +136,11 @@ near_time = mostly(
     | st.sampled_from(
         [
             "2021-01-01 00:00:00.5",
+            "2021-01-01 00:00:00.",
+            "2021-01-01 00:00:00.1234567",
+            "2021-01-01 00:00:00.123456789",
+            "2021-01-01 00:00:00.12a",
+            "2021-01-01 00:00:00.-1",
             "2021-01-01 00:00:00Z",
             "2021-01-01 00:00:00+01:00",
             "2021-01-01T00:00",
@@ -208,7 +214,8 @@ LINE = "1,2021-01-01 00:00:00,2,3,click,p"
         " 1,2021-01-01 00:00:00,2,3,click,p",
         "1.5,2021-01-01 00:00:00,2,3,click,p",
         "1234567890123456789,2021-01-01 00:00:00,2,3,click,p",  # 19 digits: PyArrow checks the range
-        "1,2021-01-01 00:00:00.25,2,3,click,p",
+        "1,2021-01-01 00:00:00.1234567,2,3,click,p",  # more than microseconds
+        "1,2021-01-01 00:00:00.,2,3,click,p",
         "1,2021-01-01 00:00:00Z,2,3,click,p",
         "1,2021-01-01T00:00:00+01:00,2,3,click,p",
         "1,2021-02-29 00:00:00,2,3,click,p",
@@ -231,7 +238,7 @@ def test_values_read() -> None:
     data = (
         '7,2020-02-29T23:59:59,-5,007,"say ""hi"", then go",caf\u00e9\r\n'
         ',,,,"",\r\n'
-        '9,1970-01-01 00:00:00,0,1,click,""""'
+        '9,1970-01-01 00:00:00.05,0,1,click,""""'
     ).encode()
     table = agrees(data)
     assert table is not None
@@ -247,7 +254,7 @@ def test_values_read() -> None:
         dict.fromkeys(SCHEMA.names),
         {
             "event_id": 9,
-            "event_time": datetime(1970, 1, 1),
+            "event_time": datetime(1970, 1, 1, 0, 0, 0, 50_000),
             "user_id": 0,
             "company_id": 1,
             "event_type": "click",
