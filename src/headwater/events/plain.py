@@ -77,7 +77,6 @@ def _parse(buf: np.ndarray, data0: np.ndarray, data1: np.ndarray) -> tuple[Any, 
     offsets = np.empty((2, cap + 1), np.int32)
     used0 = 0
     used1 = 0
-    unquoted_high = 0
     i = 0
     row = 0
     status = 0
@@ -201,7 +200,6 @@ def _parse(buf: np.ndarray, data0: np.ndarray, data1: np.ndarray) -> tuple[Any, 
                     if c == QUOTE:
                         status = 7
                         break
-                    unquoted_high |= c
                     data[pos] = c
                     pos += 1
                     i += 1
@@ -230,7 +228,7 @@ def _parse(buf: np.ndarray, data0: np.ndarray, data1: np.ndarray) -> tuple[Any, 
         row += 1
     offsets[0, row] = used0
     offsets[1, row] = used1
-    high = unquoted_high
+    high = 0  # every byte of the text OR-ed: >= 0x80 when any is beyond ASCII
     if status == 0:  # a line break or carriage return copied from a quoted value: not plain
         breaks = 0
         for data, used in ((data0, used0), (data1, used1)):
