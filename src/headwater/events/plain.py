@@ -1,14 +1,14 @@
 """The events CSV in its plain form, read in one compiled pass: about twice as fast as PyArrow's reader.
 
 A month of events is nearly always *plain*: every line one record of the six declared fields, the
-numbers plain decimal digits, the time ``YYYY-MM-DD HH:MM:SS`` (or with a ``T``, and up to six
-digits of fractional seconds), the text quoted or
-not, with no line break in it. :func:`read_plain` reads a range of such lines straight into Arrow
-arrays in one pass over its bytes, compiled by Numba, where PyArrow's generic reader tokenizes the range
-first and converts each column after (per 2 GB month, one thread: 3.3 CPU-s against 5.8).
+numbers plain decimal digits, the time ``YYYY-MM-DD HH:MM:SS`` (or with a ``T``, and up to six digits of
+fractional seconds), the text quoted or not, with no line break in it. :func:`read_plain` reads a range
+of such lines straight into Arrow arrays in one pass over its bytes, compiled by Numba, where PyArrow's
+generic reader tokenizes the range first and converts each column after (per 2 GB month, one thread:
+3.3 CPU-s against 5.8).
 
 It reads nothing it is not sure of. Whatever is not plain (an empty line, a missing or extra field, a
-sign or space in a number, more than six digits of fractional seconds, a zone, a line break inside a quoted value, a quote
+sign or space in a number, finer than microseconds, a zone, a line break inside a quoted value, a quote
 inside an unquoted one, text that is not UTF-8) makes it return ``None``, and the caller reads the range
 with PyArrow's reader as before, which keeps the rules for everything else (and hands what it cannot
 read to the careful reader). So for every range it accepts it returns exactly the table PyArrow's reader
@@ -31,7 +31,7 @@ import numba
 import numpy as np
 import pyarrow as pa
 
-NL, CR, COMMA, QUOTE, MINUS, DOT, ZERO = 10, 13, 44, 34, 45, 46, 48
+NL, CR, QUOTE, COMMA, MINUS, DOT, ZERO, COLON = 10, 13, 34, 44, 45, 46, 48, 58
 MAX_DIGITS = 18
 """Longer numbers are left to PyArrow's reader (which checks for int64 overflow)."""
 FIELDS = 6
@@ -55,16 +55,118 @@ def _digit(buf: np.ndarray, i: int) -> int:
     return c if 0 <= c <= 9 else -1
 
 
+@numba.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _number(buf: np.ndarray, i: int, n: int) -> tuple[int, int, int]:
+    """The decimal integer at ``buf[i]`` (``i < n``): (value, end, digits). No digits is an empty field
+    (NULL); -1 digits: not plain (a sign alone, more than ``MAX_DIGITS``)."""
+    negative = buf[i] == MINUS
+    i += negative
+    start = i
+    value = 0
+    while i < n:
+        c = _digit(buf, i)
+        if c < 0:
+            break
+        value = value * 10 + c
+        i += 1
+    digits = i - start
+    if digits > MAX_DIGITS or (digits == 0 and negative):
+        return 0, i, -1
+    return (-value if negative else value), i, digits
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _time(buf: np.ndarray, i: int, n: int) -> tuple[int, int, bool]:
+    """The time ``YYYY-MM-DD HH:MM:SS`` (or ``T`` between), with up to six digits of fractional seconds,
+    at ``buf[i]``: (microseconds since 1970-01-01, end, whether it is one and a valid date and time)."""
+    if i + 19 >= n:
+        return 0, i, False
+    year = 0
+    bad = False
+    for p in (0, 1, 2, 3):
+        c = _digit(buf, i + p)
+        bad |= c < 0
+        year = year * 10 + c
+    for p in (5, 6, 8, 9, 11, 12, 14, 15, 17, 18):
+        bad |= _digit(buf, i + p) < 0
+    month = _digit(buf, i + 5) * 10 + _digit(buf, i + 6)
+    day = _digit(buf, i + 8) * 10 + _digit(buf, i + 9)
+    hour = _digit(buf, i + 11) * 10 + _digit(buf, i + 12)
+    minute = _digit(buf, i + 14) * 10 + _digit(buf, i + 15)
+    second = _digit(buf, i + 17) * 10 + _digit(buf, i + 18)
+    sep = buf[i + 10]
+    bad |= (buf[i + 4] != MINUS) | (buf[i + 7] != MINUS) | ((sep != 32) & (sep != 84))
+    bad |= (buf[i + 13] != COLON) | (buf[i + 16] != COLON)
+    bad |= (month < 1) | (month > 12) | (day < 1) | (hour > 23) | (minute > 59) | (second > 59)
+    if bad:
+        return 0, i, False
+    if day > 28:
+        if month == 2:
+            last = 29 if (year % 4 == 0 and year % 100 != 0) or year % 400 == 0 else 28
+        elif month == 4 or month == 6 or month == 9 or month == 11:
+            last = 30
+        else:
+            last = 31
+        if day > last:
+            return 0, i, False
+    i += 19
+    micros = 0
+    if i < n and buf[i] == DOT:  # fractional seconds: 1 to 6 digits
+        i += 1
+        start = i
+        while i < n and i - start < 7 and _digit(buf, i) >= 0:
+            micros = micros * 10 + _digit(buf, i)
+            i += 1
+        digits = i - start
+        if digits == 0 or digits > 6:
+            return 0, i, False
+        for _ in range(6 - digits):
+            micros *= 10
+    days = _days_from_civil(year, month, day)
+    return ((days * 24 + hour) * 60 + minute) * 60_000_000 + second * 1_000_000 + micros, i, True
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _text(buf: np.ndarray, i: int, n: int, data: np.ndarray, pos: int) -> tuple[int, int, bool]:
+    """The text value at ``buf[i]``, quoted or not, copied to ``data[pos:]``: (end, end in data,
+    whether it is plain). A line break in a quoted value is copied: the caller checks the copied text
+    for them once, after the pass."""
+    if i < n and buf[i] == QUOTE:
+        i += 1
+        while True:
+            if i >= n:  # never closed
+                return i, pos, False
+            c = buf[i]
+            if c == QUOTE:
+                if i + 1 < n and buf[i + 1] == QUOTE:  # a doubled quote is one quote
+                    i += 1
+                else:
+                    return i + 1, pos, True
+            data[pos] = c
+            pos += 1
+            i += 1
+    while i < n:
+        c = buf[i]
+        if c == COMMA or c == NL or c == CR:  # noqa: SIM109 (as Numba compiles it best)
+            break
+        if c == QUOTE:
+            return i, pos, False
+        data[pos] = c
+        pos += 1
+        i += 1
+    return i, pos, True
+
+
 _BYTES = numba.types.Array(numba.types.uint8, 1, "C", readonly=True)
 _TEXT = numba.types.Array(numba.types.uint8, 1, "C")
 
 
 @numba.njit((_BYTES, _TEXT, _TEXT), nogil=True, cache=True, boundscheck=False)
 def _parse(buf: np.ndarray, data0: np.ndarray, data1: np.ndarray) -> tuple[Any, ...]:
-    """Rows of ``buf``: (status, rows, numbers[3, n], times[n], valid[6, n], nulls[6], offsets[2, n+1],
-    used bytes of data0 and data1, whether the text holds a byte >= 0x80). ``status`` is 0 when every
-    line was plain; then rows ``[0, rows)`` of the arrays hold the range. The text of the two string
-    columns goes to ``data0`` and ``data1`` (each as long as ``buf``)."""
+    """Rows of ``buf``: (plain, rows, numbers[3, n], times[n], valid[6, n], nulls[6], offsets[2, n+1],
+    used bytes of data0 and data1, whether the text holds a byte >= 0x80). When every line is plain,
+    rows ``[0, rows)`` of the arrays hold the range. The text of the two string columns goes to
+    ``data0`` and ``data1`` (each as long as ``buf``)."""
     n = buf.size
     lines = 0
     for k in range(n):
@@ -79,166 +181,69 @@ def _parse(buf: np.ndarray, data0: np.ndarray, data1: np.ndarray) -> tuple[Any, 
     used1 = 0
     i = 0
     row = 0
-    status = 0
-    while i < n:
+    plain = True
+    while i < n and plain:
         # event_id, event_time, user_id, company_id: each followed by a comma
         for f in range(4):
             if i >= n:
-                status = 1
-                break
-            if f == 1:
+                plain = False
+            elif f == 1:
                 if buf[i] == COMMA:
                     valid[1, row] = False
                     nulls[1] += 1
                     times[row] = 0
                 else:
-                    if i + 19 >= n:
-                        status = 2
-                        break
-                    y = 0
-                    bad = False
-                    for p in (0, 1, 2, 3):
-                        c = _digit(buf, i + p)
-                        bad |= c < 0
-                        y = y * 10 + c
-                    mo = _digit(buf, i + 5) * 10 + _digit(buf, i + 6)
-                    d = _digit(buf, i + 8) * 10 + _digit(buf, i + 9)
-                    hh = _digit(buf, i + 11) * 10 + _digit(buf, i + 12)
-                    mi = _digit(buf, i + 14) * 10 + _digit(buf, i + 15)
-                    ss = _digit(buf, i + 17) * 10 + _digit(buf, i + 18)
-                    for p in (5, 6, 8, 9, 11, 12, 14, 15, 17, 18):
-                        bad |= _digit(buf, i + p) < 0
-                    sep = buf[i + 10]
-                    bad |= (buf[i + 4] != MINUS) | (buf[i + 7] != MINUS) | ((sep != 32) & (sep != 84))
-                    bad |= (buf[i + 13] != 58) | (buf[i + 16] != 58)
-                    bad |= (mo < 1) | (mo > 12) | (d < 1) | (hh > 23) | (mi > 59) | (ss > 59)
-                    if bad:
-                        status = 3
-                        break
-                    if d > 28:
-                        if mo == 2:
-                            leap = (y % 4 == 0 and y % 100 != 0) or y % 400 == 0
-                            last = 29 if leap else 28
-                        elif mo == 4 or mo == 6 or mo == 9 or mo == 11:
-                            last = 30
-                        else:
-                            last = 31
-                        if d > last:
-                            status = 3
-                            break
-                    days = _days_from_civil(y, mo, d)
-                    micros = 0
-                    i += 19
-                    if i < n and buf[i] == DOT:  # fractional seconds: 1 to 6 digits
-                        i += 1
-                        start = i
-                        while i < n and _digit(buf, i) >= 0 and i - start < 7:
-                            micros = micros * 10 + _digit(buf, i)
-                            i += 1
-                        digits = i - start
-                        if digits == 0 or digits > 6:
-                            status = 3
-                            break
-                        for _ in range(6 - digits):
-                            micros *= 10
-                    times[row] = ((days * 24 + hh) * 60 + mi) * 60_000_000 + ss * 1_000_000 + micros
+                    times[row], i, plain = _time(buf, i, n)
             else:
-                negative = buf[i] == MINUS
-                i += negative
-                start = i
-                v = 0
-                while i < n:
-                    c = _digit(buf, i)
-                    if c < 0:
-                        break
-                    v = v * 10 + c
-                    i += 1
-                digits = i - start
-                if digits > MAX_DIGITS or (digits == 0 and negative):
-                    status = 4
-                    break
-                column = 0 if f == 0 else f - 1
+                value, i, digits = _number(buf, i, n)
+                plain = digits >= 0
                 if digits == 0:
                     valid[f, row] = False
                     nulls[f] += 1
-                numbers[column, row] = -v if negative else v
-            if i >= n or buf[i] != COMMA:
-                status = 5
+                numbers[0 if f == 0 else f - 1, row] = value
+            if not plain or i >= n or buf[i] != COMMA:
+                plain = False
                 break
             i += 1
-        if status:
-            break
-        # event_type, properties: text, quoted or not; the second ends the line
-        for s in (0, 1):
-            data = data0 if s == 0 else data1
-            pos = used0 if s == 0 else used1
-            offsets[s, row] = pos
-            first = pos
-            if i < n and buf[i] == QUOTE:
-                i += 1
-                while True:
-                    if i >= n:  # never closed
-                        status = 6
-                        break
-                    c = buf[i]
-                    if c == QUOTE:
-                        if i + 1 < n and buf[i + 1] == QUOTE:  # a doubled quote is one quote
-                            i += 1
-                        else:
-                            i += 1
-                            break
-                    data[pos] = c  # a line break is caught after the pass, from the copied text
-                    pos += 1
-                    i += 1
-                if status:
-                    break
-            else:
-                while i < n:
-                    c = buf[i]
-                    if c == COMMA or c == NL or c == CR:  # noqa: SIM109 (as Numba compiles it best)
-                        break
-                    if c == QUOTE:
-                        status = 7
-                        break
-                    data[pos] = c
-                    pos += 1
-                    i += 1
-                if status:
-                    break
-            if pos == first:
-                valid[4 + s, row] = False
-                nulls[4 + s] += 1
-            if s == 0:
-                used0 = pos
-                if i >= n or buf[i] != COMMA:
-                    status = 5
-                    break
-                i += 1
-            else:
-                used1 = pos
-        if status:
+        # event_type, then a comma, then properties: text, quoted or not
+        if plain:
+            offsets[0, row] = used0
+            i, end, plain = _text(buf, i, n, data0, used0)
+            if end == used0:
+                valid[4, row] = False
+                nulls[4] += 1
+            used0 = end
+            plain = plain and i < n and buf[i] == COMMA
+            i += 1
+        if plain:
+            offsets[1, row] = used1
+            i, end, plain = _text(buf, i, n, data1, used1)
+            if end == used1:
+                valid[5, row] = False
+                nulls[5] += 1
+            used1 = end
+        if not plain:
             break
         if i < n:  # the line ends: LF or CR LF
             if buf[i] == CR and i + 1 < n and buf[i + 1] == NL:
                 i += 1
             elif buf[i] != NL:
-                status = 8
+                plain = False
                 break
             i += 1
         row += 1
     offsets[0, row] = used0
     offsets[1, row] = used1
     high = 0  # every byte of the text OR-ed: >= 0x80 when any is beyond ASCII
-    if status == 0:  # a line break or carriage return copied from a quoted value: not plain
+    if plain:  # a line break or carriage return copied from a quoted value: not plain
         breaks = 0
-        for data, used in ((data0, used0), (data1, used1)):
-            for k in range(used):
+        for data, length in ((data0, used0), (data1, used1)):
+            for k in range(length):
                 c = data[k]
                 breaks |= (c == NL) | (c == CR)
                 high |= c
-        if breaks:
-            status = 9
-    return status, row, numbers, times, valid, nulls, offsets, used0, used1, (high & 0x80) != 0
+        plain = breaks == 0
+    return plain, row, numbers, times, valid, nulls, offsets, used0, used1, (high & 0x80) != 0
 
 
 _LOCAL = threading.local()
@@ -262,8 +267,8 @@ def read_plain(data: memoryview | bytes, schema: pa.Schema) -> pa.Table | None:
     buf = np.frombuffer(data, np.uint8)
     buf.flags.writeable = False  # one compiled signature, whether the caller's bytes are mutable or not
     scratch = _scratch(buf.size)
-    status, rows, numbers, times, valid, nulls, offsets, used0, used1, high = _parse(buf, *scratch)
-    if status:
+    plain, rows, numbers, times, valid, nulls, offsets, used0, used1, high = _parse(buf, *scratch)
+    if not plain:
         return None
     text = [pa.py_buffer(scratch[0][:used0].copy()), pa.py_buffer(scratch[1][:used1].copy())]
     columns: list[pa.Array] = []
