@@ -119,10 +119,10 @@ class DirectFile:
     def _write_block(self) -> None:
         """Hand the full block to the writing thread and go on in the other buffer (once the block
         before this one is written)."""
+        free = self._wait()  # first: a failed write raises before anything here changes
         assert self._buffer is not None
         full = self._buffer
         self._view.release()
-        free = self._wait()
         self._in_flight = (_writes().submit(self._write_direct, full), full)
         self._buffer = free if free is not None else _take_buffer()
         self._view = memoryview(self._buffer)
