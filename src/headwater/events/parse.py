@@ -539,7 +539,8 @@ def parse_month_csv(
                             submit()
                             if not _quote_parity(fd, start, end):
                                 break
-                        chunk = _fast(fd, chunk.index, start, end, timezone, read_plain)
+                        # (a quoted value spans the cut: not plain, so PyArrow's reader reads it)
+                        chunk = _fast(fd, chunk.index, start, end, timezone, None)
                     if chunk.table is None:
                         carefully(start, end)
                     else:
