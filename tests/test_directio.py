@@ -6,6 +6,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import signal
 import threading
 from pathlib import Path
 
@@ -144,6 +145,26 @@ def test_an_error_of_a_background_write_is_raised_by_close(
     f.write(b"x" * DIRECT_BLOCK)  # one block: handed to the writing thread
     with pytest.raises(OSError, match="No space left"):
         f.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_forked_child_writes_with_its_own_writing_thread(tmp_path: Path) -> None:
+    """A child forked after the parent wrote blocks has no writing thread of the parent's: it starts its
+    own instead of waiting forever for one that does not exist."""
+    with DirectFile(tmp_path / "parent.bin") as f:
+        f.write(b"p" * (2 * DIRECT_BLOCK))
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if its file is whole; killed by the alarm if it hangs
+        signal.alarm(30)
+        code = 1
+        try:
+            with DirectFile(tmp_path / "child.bin") as g:
+                g.write(b"c" * (2 * DIRECT_BLOCK + 10))
+            code = 0 if (tmp_path / "child.bin").stat().st_size == 2 * DIRECT_BLOCK + 10 else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_parquet_writer_over_a_direct_file(tmp_path: Path) -> None:

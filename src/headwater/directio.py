@@ -57,6 +57,16 @@ def _writes() -> ThreadPoolExecutor:
         return _WRITES
 
 
+def _forget_writes_thread() -> None:
+    """In a forked child: the parent's writing thread does not exist there; start a new one if needed."""
+    global _WRITES, _WRITES_LOCK
+    _WRITES, _WRITES_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_writes_thread)
+
+
 def _take_buffer() -> mmap.mmap:
     return _DIRECT_BUFFERS.pop() if _DIRECT_BUFFERS else mmap.mmap(-1, DIRECT_BLOCK)
 
