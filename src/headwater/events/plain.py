@@ -157,13 +157,35 @@ def _text(buf: np.ndarray, i: int, n: int, data: np.ndarray, pos: int) -> tuple[
     return i, pos, True
 
 
+@numba.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _text_column(
+    buf: np.ndarray,
+    i: int,
+    n: int,
+    data: np.ndarray,
+    used: int,
+    offsets: np.ndarray,
+    valid: np.ndarray,
+    column: int,
+    row: int,
+) -> tuple[int, int, bool]:
+    """Text column ``column`` (0: event_type, 1: properties) of ``row``: its value read by :func:`_text`
+    into ``data[used:]``, its offset and validity set (empty is NULL). (end, bytes of ``data`` used,
+    whether the value is plain)."""
+    offsets[column, row] = used
+    i, end, plain = _text(buf, i, n, data, used)
+    if end == used:
+        valid[4 + column, row] = False
+    return i, end, plain
+
+
 _BYTES = numba.types.Array(numba.types.uint8, 1, "C", readonly=True)
 _TEXT = numba.types.Array(numba.types.uint8, 1, "C")
 
 
 @numba.njit((_BYTES, _TEXT, _TEXT), nogil=True, cache=True, boundscheck=False)
 def _parse(buf: np.ndarray, data0: np.ndarray, data1: np.ndarray) -> tuple[Any, ...]:
-    """Rows of ``buf``: (plain, rows, numbers[3, n], times[n], valid[6, n], nulls[6], offsets[2, n+1],
+    """Rows of ``buf``: (plain, rows, numbers[3, n], times[n], valid[6, n], offsets[2, n+1],
     used bytes of data0 and data1, whether the text holds a byte >= 0x80). When every line is plain,
     rows ``[0, rows)`` of the arrays hold the range. The text of the two string columns goes to
     ``data0`` and ``data1`` (each as long as ``buf``)."""
@@ -175,7 +197,6 @@ def _parse(buf: np.ndarray, data0: np.ndarray, data1: np.ndarray) -> tuple[Any, 
     numbers = np.empty((3, cap), np.int64)  # event_id, user_id, company_id
     times = np.empty(cap, np.int64)
     valid = np.ones((FIELDS, cap), np.bool_)
-    nulls = np.zeros(FIELDS, np.int64)
     offsets = np.empty((2, cap + 1), np.int32)
     used0 = 0
     used1 = 0
@@ -190,7 +211,6 @@ def _parse(buf: np.ndarray, data0: np.ndarray, data1: np.ndarray) -> tuple[Any, 
             elif f == 1:
                 if buf[i] == COMMA:
                     valid[1, row] = False
-                    nulls[1] += 1
                     times[row] = 0
                 else:
                     times[row], i, plain = _time(buf, i, n)
@@ -199,7 +219,6 @@ def _parse(buf: np.ndarray, data0: np.ndarray, data1: np.ndarray) -> tuple[Any, 
                 plain = digits >= 0
                 if digits == 0:
                     valid[f, row] = False
-                    nulls[f] += 1
                 numbers[0 if f == 0 else f - 1, row] = value
             if not plain or i >= n or buf[i] != COMMA:
                 plain = False
@@ -207,21 +226,11 @@ def _parse(buf: np.ndarray, data0: np.ndarray, data1: np.ndarray) -> tuple[Any, 
             i += 1
         # event_type, then a comma, then properties: text, quoted or not
         if plain:
-            offsets[0, row] = used0
-            i, end, plain = _text(buf, i, n, data0, used0)
-            if end == used0:
-                valid[4, row] = False
-                nulls[4] += 1
-            used0 = end
+            i, used0, plain = _text_column(buf, i, n, data0, used0, offsets, valid, 0, row)
             plain = plain and i < n and buf[i] == COMMA
             i += 1
         if plain:
-            offsets[1, row] = used1
-            i, end, plain = _text(buf, i, n, data1, used1)
-            if end == used1:
-                valid[5, row] = False
-                nulls[5] += 1
-            used1 = end
+            i, used1, plain = _text_column(buf, i, n, data1, used1, offsets, valid, 1, row)
         if not plain:
             break
         if i < n:  # the line ends: LF or CR LF
@@ -243,7 +252,7 @@ def _parse(buf: np.ndarray, data0: np.ndarray, data1: np.ndarray) -> tuple[Any, 
                 breaks |= (c == NL) | (c == CR)
                 high |= c
         plain = breaks == 0
-    return plain, row, numbers, times, valid, nulls, offsets, used0, used1, (high & 0x80) != 0
+    return plain, row, numbers, times, valid, offsets, used0, used1, (high & 0x80) != 0
 
 
 _LOCAL = threading.local()
@@ -267,9 +276,10 @@ def read_plain(data: memoryview | bytes, schema: pa.Schema) -> pa.Table | None:
     buf = np.frombuffer(data, np.uint8)
     buf.flags.writeable = False  # one compiled signature, whether the caller's bytes are mutable or not
     scratch = _scratch(buf.size)
-    plain, rows, numbers, times, valid, nulls, offsets, used0, used1, high = _parse(buf, *scratch)
+    plain, rows, numbers, times, valid, offsets, used0, used1, high = _parse(buf, *scratch)
     if not plain:
         return None
+    nulls = rows - np.count_nonzero(valid[:, :rows], axis=1)
     text = [pa.py_buffer(scratch[0][:used0].copy()), pa.py_buffer(scratch[1][:used1].copy())]
     columns: list[pa.Array] = []
     for k, field in enumerate(schema):
